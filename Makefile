@@ -1,0 +1,50 @@
+# aymurai gateway: `make help` lists the targets.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PYTHONASYNCIODEBUG ?= 0
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+
+install: ## Create .venv and install the gateway with its dev tools
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+
+run: ## Run the gateway (migrates the database, serves on API_HOST:API_PORT)
+	$(BIN)/aymurai-api
+
+simulator: ## Run the WLK protocol simulator on 127.0.0.1:8000 (synthetic transcripts, no GPU)
+	$(BIN)/aymurai-wlk-simulator --host 127.0.0.1 --port 8000
+
+format: ## Format and fix lint in place
+	$(BIN)/ruff format aymurai test bench alembic
+	$(BIN)/ruff check --fix aymurai test bench alembic
+
+lint: ## Check formatting, lint and types (read-only)
+	$(BIN)/ruff format --check aymurai test bench alembic
+	$(BIN)/ruff check aymurai test bench alembic
+	$(BIN)/mypy
+
+test: ## Run every test tier (unit, integration, postgres, contract, browser)
+	$(BIN)/pytest
+
+test-unit: ## Run the unit tests only (no sockets)
+	$(BIN)/pytest test/unit
+
+test-integration: ## Run the integration tests (real HTTP, WLK simulator)
+	$(BIN)/pytest test/integration
+
+migrate: ## Upgrade the database to the newest migration
+	$(BIN)/alembic upgrade head
+
+revision: ## Create a migration: make revision m="what changed"
+	$(BIN)/alembic revision --autogenerate -m "$(m)"
+
+clean: ## Remove caches and build leftovers (keeps .venv and data/)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info test-output
+
+.PHONY: help install run simulator format lint test test-unit test-integration migrate revision clean

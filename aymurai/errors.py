@@ -1,0 +1,104 @@
+"""The gateway's exception tree; every failure we report is one of these.
+
+    GatewayError                      code              meaning
+    ├── EmptyUploadError              EMPTY_UPLOAD      the uploaded file has no bytes
+    ├── UploadTooLargeError           UPLOAD_TOO_LARGE  over TRANSCRIBE_MAX_UPLOAD_BYTES
+    ├── InvalidAudioError             INVALID_AUDIO     not decodable, or no samples
+    ├── MissingFileError              VALIDATION_ERROR  the multipart body has no `file` field
+    ├── NotFoundError                 NOT_FOUND         unknown document id
+    ├── QueueFullError                QUEUE_FULL        admission queue is full
+    ├── ShuttingDownError             SHUTTING_DOWN     the process is draining
+    ├── UpstreamError                 (abstract)        anything WhisperLiveKit did or did not do
+    │   ├── UpstreamUnavailableError  UPSTREAM_UNAVAILABLE   connect or handshake failed
+    │   ├── UpstreamServiceError      UPSTREAM_SERVICE_ERROR error status, lost connection (1011, 1006)
+    │   ├── UpstreamProtocolError     UPSTREAM_PROTOCOL_ERROR server not in --pcm-input mode, …
+    │   └── UpstreamTimeoutError      UPSTREAM_TIMEOUT  idle too long, or no ready_to_stop in time
+    └── InternalError                 INTERNAL_ERROR    a bug; the detail never carries a traceback
+
+Third-party exceptions are translated where they enter our code (one place per adapter) and chained
+with ``from exc``. The ``code`` is the stable wire code; the HTTP status lives in ``api/errors.py``.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway reports to a client."""
+
+    code: str = "INTERNAL_ERROR"
+    default_detail: str = "The transcription failed because of an internal error."
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail or self.default_detail
+        super().__init__(self.detail)
+
+
+class EmptyUploadError(GatewayError):
+    code = "EMPTY_UPLOAD"
+    default_detail = "The uploaded file is empty."
+
+
+class UploadTooLargeError(GatewayError):
+    code = "UPLOAD_TOO_LARGE"
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        super().__init__(f"The upload is larger than the limit of {max_bytes} bytes.")
+
+
+class InvalidAudioError(GatewayError):
+    code = "INVALID_AUDIO"
+    default_detail = "The uploaded file is not an audio file."
+
+
+class MissingFileError(GatewayError):
+    code = "VALIDATION_ERROR"
+    default_detail = "The multipart form field 'file' is required."
+
+
+class NotFoundError(GatewayError):
+    code = "NOT_FOUND"
+    default_detail = "No document with that id."
+
+
+class QueueFullError(GatewayError):
+    code = "QUEUE_FULL"
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__("Too many transcriptions are waiting; retry later.")
+
+
+class ShuttingDownError(GatewayError):
+    code = "SHUTTING_DOWN"
+    default_detail = "The gateway is shutting down; retry on another instance or later."
+
+
+class UpstreamError(GatewayError):
+    """Something went wrong between us and WhisperLiveKit."""
+
+    code = "UPSTREAM_SERVICE_ERROR"
+
+
+class UpstreamUnavailableError(UpstreamError):
+    code = "UPSTREAM_UNAVAILABLE"
+    default_detail = "The speech recognition server cannot be reached."
+
+
+class UpstreamServiceError(UpstreamError):
+    code = "UPSTREAM_SERVICE_ERROR"
+    default_detail = "The speech recognition server failed during the transcription."
+
+
+class UpstreamProtocolError(UpstreamError):
+    code = "UPSTREAM_PROTOCOL_ERROR"
+    default_detail = "The speech recognition server speaks a protocol the gateway cannot use."
+
+
+class UpstreamTimeoutError(UpstreamError):
+    code = "UPSTREAM_TIMEOUT"
+    default_detail = "The speech recognition server did not answer in time."
+
+
+class InternalError(GatewayError):
+    code = "INTERNAL_ERROR"

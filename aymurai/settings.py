@@ -1,0 +1,93 @@
+"""Gateway settings, read from the environment and `.env` (pydantic-settings).
+
+Field names are the environment names operators already use (matched case-insensitively), so
+`TRANSCRIBE_WS_URI=...` sets `transcribe_ws_uri`. Durations are floats in seconds and carry the unit
+in their name. Nothing is built at import time: `create_app(settings)` receives an instance, and
+`get_settings()` caches the one read from the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+GIB = 1024**3
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    # --- HTTP server -------------------------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8899, ge=0, le=65535)
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+
+    # --- Database ----------------------------------------------------------------------------
+    sqlalchemy_database_uri: str = "sqlite:///./data/aymurai.db"
+    db_max_threads: int = Field(default=4, ge=1, le=64)
+
+    # --- Upload and decode -------------------------------------------------------------------
+    transcribe_max_upload_bytes: int = Field(default=2 * GIB, gt=0)
+    transcribe_spool_dir: str | None = None
+    transcribe_max_concurrent_decodes: int = Field(default=2, ge=1, le=64)
+
+    # --- SSE ---------------------------------------------------------------------------------
+    transcribe_sse_keepalive_seconds: float = 15.0
+    transcribe_sse_min_event_interval_seconds: float = Field(default=0.25, ge=0.0, le=10.0)
+
+    # --- WhisperLiveKit upstream -------------------------------------------------------------
+    transcribe_ws_uri: str = "ws://127.0.0.1:8000/asr"
+    transcribe_ws_open_timeout_seconds: float = Field(default=10.0, gt=0)
+    transcribe_ws_close_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
+    transcribe_ws_ping_interval_seconds: float = Field(default=20.0, ge=0)
+    transcribe_ws_ping_timeout_seconds: float = Field(default=60.0, ge=0)
+    transcribe_ws_chunk_seconds: float = Field(default=1.0, ge=0.02, le=1.0)
+    transcribe_ws_lead_budget_seconds: float = Field(default=20.0, gt=0)
+    transcribe_ws_lead_initial_grace_seconds: float = Field(default=20.0, ge=0)
+    transcribe_ws_idle_timeout_seconds: float = Field(default=60.0, gt=0)
+    transcribe_ws_ready_timeout_seconds: float = Field(default=120.0, gt=0)
+    transcribe_ws_max_message_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+
+    # --- Admission control and shutdown ------------------------------------------------------
+    transcribe_max_concurrent_sessions: int = Field(default=2, ge=1, le=1024)
+    transcribe_max_queued: int = Field(default=100, ge=0)
+    transcribe_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
+
+    @field_validator("transcribe_ws_uri")
+    @classmethod
+    def _check_ws_uri(cls, value: str) -> str:
+        if not value.startswith(("ws://", "wss://")):
+            raise ValueError("TRANSCRIBE_WS_URI must start with ws:// or wss://")
+        return value
+
+    @property
+    def ws_ping_interval(self) -> float | None:
+        """`websockets` takes None to disable pings; operators write 0."""
+        return self.transcribe_ws_ping_interval_seconds or None
+
+    @property
+    def ws_ping_timeout(self) -> float | None:
+        return self.transcribe_ws_ping_timeout_seconds or None
+
+    @property
+    def sse_keepalive(self) -> float | None:
+        """Seconds between `: keepalive` comments while idle; None when disabled (<= 0)."""
+        value = self.transcribe_sse_keepalive_seconds
+        return value if value > 0 else None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
