@@ -14,6 +14,12 @@ install: ## Create .venv and install the gateway with its dev tools
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 
+install-contract: ## Install the real WhisperLiveKit server code (stub ASR, no weights) into .venv-wlk
+	bash scripts/install-contract.sh
+
+install-browser: ## Install Chromium + Playwright for the browser tests (Debian packages)
+	bash scripts/install-browser.sh
+
 run: ## Run the gateway (migrates the database, serves on API_HOST:API_PORT)
 	$(BIN)/aymurai-api
 
@@ -47,4 +53,5 @@ revision: ## Create a migration: make revision m="what changed"
 clean: ## Remove caches and build leftovers (keeps .venv and data/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info test-output
 
-.PHONY: help install run simulator format lint test test-unit test-integration migrate revision clean
+
+.PHONY: help install install-contract install-browser run simulator format lint test test-unit test-integration migrate revision clean
