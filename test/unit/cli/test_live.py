@@ -1,0 +1,68 @@
+"""The terminal view, drawn into an in-memory terminal."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from pathlib import Path
+
+from rich.console import Console
+
+from aymurai.cli.live import LiveView, make_view
+from aymurai.cli.main import choose_format
+from aymurai.cli.stream import Done, Progress, Queued
+from aymurai.transcription.schemas import ASRDocument, ASRParagraph
+
+
+def make_document(*texts: str, current: float, total: float = 10.0) -> ASRDocument:
+    paragraphs = [
+        ASRParagraph(paragraph_id=f"p{i}", speaker_no=1, start=i, end=i + 1, text=text)
+        for i, text in enumerate(texts)
+    ]
+    return ASRDocument(
+        document_id=uuid.UUID(int=1), document=paragraphs, current_time=current, total_time=total
+    )
+
+
+def make_terminal() -> tuple[Console, io.StringIO]:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=80, height=24, color_system=None)
+    return console, buffer
+
+
+def test_live_view_prints_settled_paragraphs_once() -> None:
+    """Settled paragraphs are printed once; the changing tail is only redrawn."""
+    console, buffer = make_terminal()
+    view = LiveView(console, filename="a.wav")
+    try:
+        view.show(Queued(position=3))
+        view.show(Progress(make_document("alpha", current=1.0)))
+        view.show(Progress(make_document("alpha", "beta", current=2.0)))
+        view.show(Progress(make_document("alpha", "beta gamma", current=3.0)))
+        view.show(Done(make_document("alpha", "beta gamma delta", current=10.0)))
+    finally:
+        view.close()
+    output = buffer.getvalue()
+    assert "Queued: position 3" in output
+    assert output.count("Speaker 1: alpha") >= 2  # tail redraw(s), then printed once settled
+    assert output.count("[00:00:01] Speaker 1: beta gamma delta") == 1
+    assert "\x1b[" in output  # cursor movement: the region is rewritten in place
+    assert "100%" in output
+
+
+def test_make_view_is_silent_off_terminal() -> None:
+    """A console that is not a terminal gets the silent view and receives no bytes."""
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=False)
+    view = make_view(console, filename="a.wav", quiet=False)
+    view.show(Done(make_document("alpha", current=10.0)))
+    view.close()
+    assert buffer.getvalue() == ""
+
+
+def test_choose_format_follows_output_suffix() -> None:
+    """--format wins; otherwise the --output suffix decides; otherwise txt."""
+    assert choose_format("json", Path("x.srt")) == "json"
+    assert choose_format(None, Path("x.VTT")) == "vtt"
+    assert choose_format(None, Path("x.doc")) == "txt"
+    assert choose_format(None, None) == "txt"
