@@ -1,0 +1,338 @@
+"""Blocking audio decoder: an uploaded file → 16 kHz mono s16le PCM, one chunk at a time.
+
+The async pipeline pulls `iter_pcm_chunks` one chunk per thread hop and closes it in ``finally``;
+this module therefore never touches an event loop (no asyncio, anyio or websockets here).
+
+Invariants:
+
+* Output is 16 kHz, mono (the mean of all channels), signed 16-bit little-endian. Samples are
+  clipped to [-1, 1] before scaling, so a hot float file saturates instead of wrapping around.
+* Every chunk is exactly ``round(chunk_seconds * 16000) * 2`` bytes except the last, which is
+  shorter and never empty.
+* Memory does not grow with the audio length: FFmpeg (through PyAV) demuxes and decodes packet by
+  packet and one `soxr.ResampleStream` per stream carries the resampler state across packets.
+* Closing the generator closes the container at once (its file descriptor included).
+
+We decode with PyAV for every format, not soundfile for WAV/FLAC/Vorbis and PyAV for the rest,
+because PyAV alone meets the speed and memory targets (docs/decoding.md has the numbers) and one
+path means one set of edge cases. We decode from the spooled file, never from a pipe: MP4/M4A with
+the ``moov`` atom at the end needs to seek, and FFmpeg reading a pipe yields no samples for it.
+
+Where FFmpeg leaves encoder padding behind we trim it (see `_sample_limit`): AAC in MP4 ends with
+up to one frame of padding that FFmpeg does not cut although the edit list says where the audio
+ends. Priming at the start (AAC edit lists, the LAME tag of MP3, Opus pre-skip) FFmpeg already
+drops.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import av.container
+import av.stream
+import numpy as np
+import numpy.typing as npt
+import soxr
+
+from aymurai.errors import InvalidAudioError
+
+__all__ = ["TARGET_SAMPLE_RATE", "AudioInfo", "iter_pcm_chunks", "probe_audio"]
+
+logger = logging.getLogger(__name__)
+
+TARGET_SAMPLE_RATE = 16000
+"""The rate WhisperLiveKit expects in --pcm-input mode."""
+
+_SAMPLE_WIDTH_BYTES = 2
+# The WAV demuxer reads 4096-byte packets by default (23 ms of 44.1 kHz stereo): per-packet Python
+# overhead then dominates. 256 KiB packets cut it by 64x and still bound memory.
+_WAV_MAX_PACKET_BYTES = 256 * 1024
+# Decoded frames are gathered until this many native-rate samples before mixing and resampling:
+# Opus and Vorbis frames are tiny (2.5-20 ms) and per-call numpy/soxr overhead would dominate.
+_BATCH_SAMPLES = 16384
+# Probe: the first packets must yield samples. Decoders may buffer a few packets before output.
+_PROBE_MAX_PACKETS = 64
+# A corrupt packet here and there is skipped (as ffmpeg(1) does); a run this long is a broken file.
+_MAX_CONSECUTIVE_BAD_PACKETS = 8
+_INT_SCALE = {np.dtype(np.int16): 1 / 2**15, np.dtype(np.int32): 1 / 2**31}
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the container says about the audio stream we will decode.
+
+    Attributes:
+        format_name: FFmpeg's demuxer name, e.g. ``"wav"``, ``"mov,mp4,m4a,3gp,3g2,mj2"``,
+            ``"matroska,webm"``.
+        codec: FFmpeg's codec name, e.g. ``"pcm_s16le"``, ``"flac"``, ``"opus"``, ``"aac"``.
+        duration_seconds: length of the audio, > 0; matches the decoded length within ~10 ms.
+        channels: channels in the stream (the decoder mixes them down to mono).
+        sample_rate: the stream's native rate in Hz (the decoder resamples to 16 kHz).
+    """
+
+    format_name: str
+    codec: str
+    duration_seconds: float
+    channels: int
+    sample_rate: int
+
+
+def probe_audio(path: Path) -> AudioInfo:
+    """Describe the audio in `path` and check that it decodes, without decoding all of it.
+
+    The duration comes from the container when it knows it (WAV, FLAC, Ogg, MP3 with a Xing/LAME
+    header, MP4). When it does not (WebM from MediaRecorder, MP3 without a header), packets are
+    demuxed without decoding and their timestamps give the duration: bounded memory, and about
+    1 s per hour of audio.
+
+    Args:
+        path: a seekable regular file.
+
+    Raises:
+        InvalidAudioError: not a media file, no audio stream, the first packets do not decode,
+            or the stream has no samples.
+    """
+    with _open_input(path) as container:
+        stream = _select_audio_stream(container)
+        _check_first_samples(container, stream)
+        format_name = container.format.name
+        codec = stream.codec_context.name
+        channels = stream.codec_context.channels
+        sample_rate = stream.codec_context.sample_rate
+        duration = _header_duration_seconds(container, stream, path)
+    if duration is None:
+        duration = _demuxed_duration_seconds(path)
+    if duration <= 0:
+        raise InvalidAudioError("audio stream has no samples")
+    return AudioInfo(format_name, codec, duration, channels, sample_rate)
+
+
+def iter_pcm_chunks(path: Path, *, chunk_seconds: float = 1.0) -> Iterator[bytes]:
+    """Decode `path` to 16 kHz mono s16le PCM, yielding fixed-size chunks.
+
+    Nothing is opened until the first ``next()``; ``close()`` releases the file at once.
+
+    Args:
+        path: a seekable regular file (not a pipe: see the module docstring).
+        chunk_seconds: chunk length in seconds of output audio; every chunk but the last is
+            exactly ``round(chunk_seconds * 16000) * 2`` bytes.
+
+    Raises:
+        ValueError: `chunk_seconds` is too small for one sample.
+        InvalidAudioError: the file cannot be opened as audio, or decoding fails mid-stream.
+    """
+    chunk_bytes = round(chunk_seconds * TARGET_SAMPLE_RATE) * _SAMPLE_WIDTH_BYTES
+    if chunk_bytes <= 0:
+        raise ValueError(f"chunk_seconds={chunk_seconds} is shorter than one sample")
+    pending = bytearray()
+    with _open_input(path) as container:
+        stream = _select_audio_stream(container)
+        for block in _iter_resampled(container, stream):
+            pending += _to_s16le(block)
+            while len(pending) >= chunk_bytes:
+                yield bytes(pending[:chunk_bytes])
+                del pending[:chunk_bytes]
+    if pending:
+        yield bytes(pending)
+
+
+def _open_input(path: Path) -> av.container.InputContainer:
+    options = {"max_size": str(_WAV_MAX_PACKET_BYTES)} if path.suffix.lower() == ".wav" else {}
+    try:
+        return av.open(str(path), mode="r", options=options, metadata_errors="ignore")
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise  # our own spooling went wrong: a bug, not the user's audio
+    except av.FFmpegError as exc:
+        raise InvalidAudioError("not an audio file") from exc
+
+
+def _select_audio_stream(container: av.container.InputContainer) -> av.AudioStream:
+    if not container.streams.audio:
+        raise InvalidAudioError("not an audio file: it has no audio stream")
+    stream = container.streams.best("audio") or container.streams.audio[0]
+    assert isinstance(stream, av.AudioStream)
+    return stream
+
+
+def _check_first_samples(container: av.container.InputContainer, stream: av.AudioStream) -> None:
+    try:
+        for count, packet in enumerate(container.demux(stream), start=1):
+            if any(frame.samples for frame in packet.decode()):
+                return
+            if count >= _PROBE_MAX_PACKETS:
+                break
+        else:
+            raise InvalidAudioError("audio stream has no samples")
+    except av.FFmpegError as exc:
+        raise InvalidAudioError("truncated or corrupt audio") from exc
+    raise InvalidAudioError("truncated or corrupt audio: the first packets decode to nothing")
+
+
+def _header_duration_seconds(
+    container: av.container.InputContainer, stream: av.AudioStream, path: Path
+) -> float | None:
+    if container.format.name == "mp3" and not _has_mp3_length_header(path):
+        # Without a Xing/Info/VBRI header FFmpeg guesses the length from the first bitrate,
+        # which is wrong for VBR files.
+        return None
+    seconds = _stream_seconds(stream)
+    if seconds is not None:
+        if container.format.name == "ogg" and stream.codec_context.name == "opus":
+            # Ogg Opus granule positions count the pre-skip the decoder drops (RFC 7845 §4.2).
+            seconds -= stream.codec_context.delay / 48000
+        return seconds
+    if container.duration is not None and container.duration > 0:
+        return container.duration / av.time_base
+    return None
+
+
+def _has_mp3_length_header(path: Path) -> bool:
+    with path.open("rb") as file:
+        head = file.read(10)
+        offset = 0
+        if head[:3] == b"ID3" and len(head) == 10:
+            # ID3v2 size is a 28-bit "syncsafe" integer after the 10-byte header.
+            offset = 10 + (head[6] << 21 | head[7] << 14 | head[8] << 7 | head[9])
+        file.seek(offset)
+        first_frame = file.read(4096)
+    return any(tag in first_frame for tag in (b"Xing", b"Info", b"VBRI"))
+
+
+def _demuxed_duration_seconds(path: Path) -> float:
+    """End of the last packet minus the start of the first, from timestamps alone (no decoding)."""
+    start: float | None = None
+    end = 0.0
+    with _open_input(path) as container:
+        stream = _select_audio_stream(container)
+        try:
+            for packet in container.demux(stream):
+                if packet.pts is None or packet.time_base is None:
+                    continue
+                pts = float(packet.pts * packet.time_base)
+                # Negative timestamps mark pre-skip (Opus) that the decoder drops.
+                start = max(0.0, pts) if start is None else start
+                end = max(end, pts + float((packet.duration or 0) * packet.time_base))
+        except av.FFmpegError as exc:
+            raise InvalidAudioError("truncated or corrupt audio") from exc
+    return end - (start or 0.0)
+
+
+def _sample_limit(container: av.container.InputContainer, stream: av.AudioStream) -> int | None:
+    """Native-rate samples the stream really holds, when the container says so authoritatively.
+
+    Only MP4 edit lists and Ogg granule positions are trusted: other containers may estimate
+    the duration from the bitrate, and trimming to an estimate would cut real audio.
+    """
+    trusted = container.format.name.startswith("mov,") or container.format.name == "ogg"
+    seconds = _stream_seconds(stream)
+    if not trusted or seconds is None:
+        return None
+    return math.ceil(seconds * stream.codec_context.sample_rate - 1e-6)
+
+
+def _stream_seconds(stream: av.AudioStream) -> float | None:
+    if not stream.duration or stream.duration <= 0 or stream.time_base is None:
+        return None
+    return float(stream.duration * stream.time_base)
+
+
+def _iter_resampled(
+    container: av.container.InputContainer, stream: av.AudioStream
+) -> Iterator[FloatArray]:
+    """Yield float32 mono blocks at 16 kHz, in order, flushing the resampler at the end."""
+    resampler: soxr.ResampleStream | None = None
+    rate = 0
+    for block, block_rate in _iter_native_mono(container, stream):
+        if block_rate != rate:
+            # One resampler per stream (not per frame: that is slow for small-frame codecs);
+            # a new one only if the rate changes mid-stream, after flushing the old one.
+            if resampler is not None:
+                yield resampler.resample_chunk(np.empty(0, np.float32), last=True)
+            rate = block_rate
+            resampler = (
+                None
+                if rate == TARGET_SAMPLE_RATE
+                else soxr.ResampleStream(rate, TARGET_SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+            )
+        yield block if resampler is None else resampler.resample_chunk(block)
+    if resampler is not None:
+        yield resampler.resample_chunk(np.empty(0, np.float32), last=True)
+
+
+def _iter_native_mono(
+    container: av.container.InputContainer, stream: av.AudioStream
+) -> Iterator[tuple[FloatArray, int]]:
+    """Yield (mono float32 block, sample rate) at the native rate, trimmed to `_sample_limit`."""
+    remaining = _sample_limit(container, stream)
+    batch: list[FloatArray] = []
+    batch_samples = 0
+    batch_rate = 0
+    for frame in _iter_frames(container, stream):
+        if frame.sample_rate != batch_rate and batch:
+            yield np.concatenate(batch), batch_rate
+            batch, batch_samples = [], 0
+        batch_rate = frame.sample_rate
+        mono = _frame_to_mono(frame)
+        if remaining is not None:
+            mono = mono[:remaining]
+            remaining -= mono.size
+        batch.append(mono)
+        batch_samples += mono.size
+        if batch_samples >= _BATCH_SAMPLES:
+            yield np.concatenate(batch), batch_rate
+            batch, batch_samples = [], 0
+        if remaining == 0:
+            break
+    if batch:
+        yield np.concatenate(batch), batch_rate
+
+
+def _iter_frames(
+    container: av.container.InputContainer, stream: av.AudioStream
+) -> Iterator[av.AudioFrame]:
+    bad_in_a_row = 0
+    packets = container.demux(stream)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.FFmpegError as exc:
+            raise InvalidAudioError("truncated or corrupt audio") from exc
+        try:
+            frames = packet.decode()
+        except av.FFmpegError as exc:
+            bad_in_a_row += 1
+            logger.debug("skipping an undecodable packet at pts=%s: %s", packet.pts, exc)
+            if bad_in_a_row >= _MAX_CONSECUTIVE_BAD_PACKETS:
+                raise InvalidAudioError("truncated or corrupt audio") from exc
+            continue
+        bad_in_a_row = 0
+        yield from frames
+
+
+def _frame_to_mono(frame: av.AudioFrame) -> FloatArray:
+    data = frame.to_ndarray()
+    channels = len(frame.layout.channels)
+    if not frame.format.is_planar:
+        data = data.reshape(-1, channels).T  # interleaved (1, n*ch) → (ch, n)
+    mono: FloatArray = data.mean(axis=0, dtype=np.float32) if channels > 1 else data[0]
+    if frame.format.name.startswith("u8"):
+        return (mono.astype(np.float32) - np.float32(128)) / np.float32(128)
+    scale = _INT_SCALE.get(data.dtype)
+    if scale is not None:
+        return mono.astype(np.float32) * np.float32(scale)
+    return mono.astype(np.float32, copy=False)
+
+
+def _to_s16le(block: FloatArray) -> bytes:
+    clipped = np.clip(block, -1.0, 1.0)
+    np.multiply(clipped, 32767, out=clipped)
+    return np.rint(clipped).astype("<i2").tobytes()
