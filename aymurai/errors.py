@@ -10,9 +10,10 @@
     ├── ShuttingDownError             SHUTTING_DOWN     the process is draining
     ├── UpstreamError                 (abstract)        anything WhisperLiveKit did or did not do
     │   ├── UpstreamUnavailableError  UPSTREAM_UNAVAILABLE   connect or handshake failed
-    │   ├── UpstreamServiceError      UPSTREAM_SERVICE_ERROR error status, lost connection (1011, 1006)
+    │   ├── UpstreamServiceError      UPSTREAM_SERVICE_ERROR error status, lost connection
     │   ├── UpstreamProtocolError     UPSTREAM_PROTOCOL_ERROR server not in --pcm-input mode, …
     │   └── UpstreamTimeoutError      UPSTREAM_TIMEOUT  idle too long, or no ready_to_stop in time
+    ├── StorageError                  STORAGE_ERROR     the database failed; nothing was stored
     └── InternalError                 INTERNAL_ERROR    a bug; the detail never carries a traceback
 
 Third-party exceptions are translated where they enter our code (one place per adapter) and chained
@@ -98,6 +99,11 @@ class UpstreamProtocolError(UpstreamError):
 class UpstreamTimeoutError(UpstreamError):
     code = "UPSTREAM_TIMEOUT"
     default_detail = "The speech recognition server did not answer in time."
+
+
+class StorageError(GatewayError):
+    code = "STORAGE_ERROR"
+    default_detail = "The transcript database is not available."
 
 
 class InternalError(GatewayError):

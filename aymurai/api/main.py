@@ -1,0 +1,79 @@
+"""The ASGI application: `create_app(settings)` and the lazily built `app` for uvicorn.
+
+The lifespan owns everything with a lifetime: it migrates the database to head, creates the engine
+and the store, opens the task group transcription jobs run in, and on shutdown drains the jobs and
+disposes of the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from aymurai import __version__
+from aymurai.api.errors import install_error_handlers
+from aymurai.api.middleware import RequestIdMiddleware
+from aymurai.api.routes import transcription, validation
+from aymurai.db.engine import make_engine, migrate_to_head
+from aymurai.db.store import TranscriptStore
+from aymurai.settings import Settings, get_settings
+from aymurai.transcription.service import TranscriptionService
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(migrate_to_head, settings.sqlalchemy_database_uri)
+        engine = make_engine(settings.sqlalchemy_database_uri)
+        store = TranscriptStore(engine, max_threads=settings.db_max_threads)
+        try:
+            async with anyio.create_task_group() as jobs_group:
+                service = TranscriptionService(settings, store, jobs_group)
+                app.state.service = service
+                logger.info("gateway ready; WLK at %s", settings.transcribe_ws_uri)
+                try:
+                    yield
+                finally:
+                    await service.shutdown(settings.transcribe_shutdown_grace_seconds)
+                    jobs_group.cancel_scope.cancel()
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="aymurai ASR gateway",
+        version=__version__,
+        description="Streams transcriptions from a WhisperLiveKit server as Server-Sent Events.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(transcription.router)
+    app.include_router(validation.router)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origins,
+        allow_methods=["*"],
+        allow_headers=["*"],
+        expose_headers=["X-Document-Id", "X-Request-ID"],
+    )
+    # Outermost, so even CORS preflights and errors carry the request id.
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    # `uvicorn aymurai.api.main:app` works without building an app (and reading settings) at
+    # import time.
+    if name == "app":
+        return create_app()
+    raise AttributeError(name)

@@ -1,0 +1,151 @@
+"""Transcription routes: the SSE stream and the deprecated blocking endpoint."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from aymurai.api.deps import ServiceDep, SettingsDep
+from aymurai.api.errors import error_response, status_for_code
+from aymurai.api.sse import EventStreamResponse, frames_from_updates, single_done_frame
+from aymurai.api.upload import SpooledUpload, receive_audio_upload
+from aymurai.settings import Settings
+from aymurai.transcription.jobs import Failed, TranscriptionJob
+from aymurai.transcription.schemas import ASRDocument
+from aymurai.transcription.service import TranscriptionService
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["transcription"])
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "detail": {"type": "string"},
+        "code": {"type": "string"},
+        "request_id": {"type": "string"},
+    },
+    "required": ["detail", "code"],
+}
+UPLOAD_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            }
+        },
+    }
+}
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": text, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+    for status, text in {
+        400: "Empty upload (EMPTY_UPLOAD)",
+        413: "Upload too large (UPLOAD_TOO_LARGE)",
+        415: "Not decodable audio (INVALID_AUDIO)",
+        422: "Malformed request (VALIDATION_ERROR)",
+        503: "Queue full (QUEUE_FULL) or shutting down (SHUTTING_DOWN)",
+    }.items()
+}
+
+
+async def _receive(request: Request, settings: Settings) -> SpooledUpload:
+    upload = await receive_audio_upload(
+        request,
+        max_bytes=settings.transcribe_max_upload_bytes,
+        spool_dir=settings.transcribe_spool_dir,
+    )
+    logger.info(
+        "accepted upload %r (%d bytes) as document %s",
+        upload.filename,
+        upload.size_bytes,
+        upload.document_id,
+    )
+    return upload
+
+
+async def _cached_or_started(
+    service: TranscriptionService, upload: SpooledUpload, *, use_cache: bool
+) -> ASRDocument | TranscriptionJob:
+    """A cached result, or a started job that now owns the spooled file."""
+    try:
+        if use_cache:
+            cached = await service.find_cached(upload.document_id)
+            if cached is not None:
+                logger.info("cache hit for %s", upload.document_id)
+                upload.path.unlink(missing_ok=True)
+                return cached
+        info = await service.probe(upload.path)
+        logger.info(
+            "audio: %s/%s, %.2f s, %d ch, %d Hz",
+            info.format_name,
+            info.codec,
+            info.duration_seconds,
+            info.channels,
+            info.sample_rate,
+        )
+        return service.start(
+            document_id=upload.document_id,
+            name=upload.filename,
+            audio_path=upload.path,
+            info=info,
+        )
+    except BaseException:
+        upload.path.unlink(missing_ok=True)
+        raise
+
+
+@router.post(
+    "/asr/transcribe/stream",
+    response_class=EventStreamResponse,
+    responses={200: {"content": {"text/event-stream": {}}}, **ERROR_RESPONSES},
+    openapi_extra=UPLOAD_OPENAPI,
+)
+async def transcribe_stream(
+    request: Request, service: ServiceDep, settings: SettingsDep, use_cache: bool = True
+) -> Response:
+    """Transcribe an audio file, streaming the transcript as Server-Sent Events."""
+    upload = await _receive(request, settings)
+    outcome = await _cached_or_started(service, upload, use_cache=use_cache)
+    headers = {"X-Document-Id": str(upload.document_id)}
+    if isinstance(outcome, ASRDocument):
+        return EventStreamResponse(single_done_frame(outcome), headers=headers)
+    updates = outcome.updates(
+        min_interval_seconds=settings.transcribe_sse_min_event_interval_seconds,
+        keepalive_seconds=settings.sse_keepalive,
+    )
+    return EventStreamResponse(frames_from_updates(updates), headers=headers)
+
+
+@router.post(
+    "/asr/transcribe",
+    response_model=ASRDocument,
+    deprecated=True,
+    responses={
+        **ERROR_RESPONSES,
+        502: {"description": "WhisperLiveKit failed (UPSTREAM_*)"},
+        504: {"description": "WhisperLiveKit timed out (UPSTREAM_TIMEOUT)"},
+    },
+    openapi_extra=UPLOAD_OPENAPI,
+)
+async def transcribe_blocking(
+    request: Request, service: ServiceDep, settings: SettingsDep, use_cache: bool = True
+) -> Response:
+    """Deprecated: transcribe an audio file and answer once it is done. Use the stream."""
+    upload = await _receive(request, settings)
+    outcome = await _cached_or_started(service, upload, use_cache=use_cache)
+    headers = {"X-Document-Id": str(upload.document_id)}
+    if isinstance(outcome, TranscriptionJob):
+        result = await outcome.wait_for_result()
+        if isinstance(result, Failed):
+            return error_response(
+                status_for_code(result.code), result.code, result.detail, headers=headers
+            )
+        outcome = result.document
+    return JSONResponse(outcome.model_dump(mode="json"), headers=headers)

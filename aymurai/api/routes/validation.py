@@ -1,0 +1,26 @@
+"""Human validation of a transcript: read the current document, store a reviewed one."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter
+
+from aymurai.api.deps import ServiceDep
+from aymurai.transcription.schemas import ASRDocument, ValidatedParagraph
+
+router = APIRouter(prefix="/asr/validation", tags=["validation"])
+
+
+@router.get("/document/{document_id}", response_model=ASRDocument)
+async def get_document(document_id: uuid.UUID, service: ServiceDep) -> ASRDocument:
+    """The document's human validation if there is one, else its transcription."""
+    return await service.get_document(document_id)
+
+
+@router.post("/document/{document_id}", response_model=ASRDocument)
+async def save_validation(
+    document_id: uuid.UUID, paragraphs: list[ValidatedParagraph], service: ServiceDep
+) -> ASRDocument:
+    """Store a human-reviewed transcript; re-transcribing never erases it."""
+    return await service.save_validation(document_id, paragraphs)

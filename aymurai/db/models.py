@@ -1,0 +1,45 @@
+"""SQL tables. One row per uploaded audio (keyed by its document UUID).
+
+`transcription` and `validation` are JSON lists of paragraph objects: the machine transcript
+(replaced by each complete re-transcription) and the human-reviewed one (never erased by a
+re-transcription). Only complete results are ever stored.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, MetaData
+from sqlmodel import Field, SQLModel
+
+# Explicit constraint names keep migrations identical on SQLite and PostgreSQL.
+SQLModel.metadata.naming_convention = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata: MetaData = SQLModel.metadata
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class AudioTranscription(SQLModel, table=True):
+    __tablename__ = "audio_transcription"
+
+    id: uuid.UUID = Field(primary_key=True)
+    name: str = Field(max_length=512)
+    duration_seconds: float | None = None
+    transcription: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    validation: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    created_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )

@@ -1,0 +1,96 @@
+"""Async facade over the repository: one short session per call, run in a bounded thread pool.
+
+We never hold a session across a stream: each read or write opens its own, so a long
+transcription never pins a connection.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import Session
+
+from aymurai.db import repository
+from aymurai.db.models import AudioTranscription
+from aymurai.errors import StorageError
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StoredTranscription:
+    document_id: uuid.UUID
+    name: str
+    duration_seconds: float | None
+    transcription: list[dict[str, Any]] | None
+    validation: list[dict[str, Any]] | None
+
+
+def _freeze(row: AudioTranscription | None) -> StoredTranscription | None:
+    if row is None:
+        return None
+    return StoredTranscription(
+        document_id=row.id,
+        name=row.name,
+        duration_seconds=row.duration_seconds,
+        transcription=row.transcription,
+        validation=row.validation,
+    )
+
+
+class TranscriptStore:
+    def __init__(self, engine: Engine, *, max_threads: int) -> None:
+        self._engine = engine
+        self._limiter = anyio.CapacityLimiter(max_threads)
+
+    async def _run(self, work: Callable[[Session], T]) -> T:
+        def in_thread() -> T:
+            try:
+                with Session(self._engine, expire_on_commit=False) as session:
+                    return work(session)
+            except SQLAlchemyError as exc:
+                raise StorageError(
+                    f"The transcript database failed: {type(exc).__name__}."
+                ) from exc
+
+        return await anyio.to_thread.run_sync(in_thread, limiter=self._limiter)
+
+    async def get(self, document_id: uuid.UUID) -> StoredTranscription | None:
+        return await self._run(lambda s: _freeze(repository.get_transcription(s, document_id)))
+
+    async def save_transcription(
+        self,
+        *,
+        document_id: uuid.UUID,
+        name: str,
+        duration_seconds: float,
+        paragraphs: list[dict[str, Any]],
+    ) -> None:
+        await self._run(
+            lambda s: repository.upsert_transcription(
+                s,
+                document_id=document_id,
+                name=name,
+                duration_seconds=duration_seconds,
+                paragraphs=paragraphs,
+            )
+        )
+
+    async def save_validation(
+        self, *, document_id: uuid.UUID, paragraphs: list[dict[str, Any]]
+    ) -> StoredTranscription | None:
+        return await self._run(
+            lambda s: _freeze(
+                repository.save_validation(s, document_id=document_id, paragraphs=paragraphs)
+            )
+        )
+
+    async def ping(self) -> None:
+        """Raise if the database does not answer a trivial query."""
+        await self._run(lambda s: s.execute(text("SELECT 1")))

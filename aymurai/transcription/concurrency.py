@@ -1,0 +1,40 @@
+"""Task-group helpers shared by the pipeline stages."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from anyio.abc import TaskGroup
+
+
+def _leaf_exceptions(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            leaves.extend(_leaf_exceptions(exc))
+        else:
+            leaves.append(exc)
+    return leaves
+
+
+@asynccontextmanager
+async def open_task_group() -> AsyncIterator[TaskGroup]:
+    """An anyio task group that re-raises a lone failure as itself, not wrapped in a group.
+
+    The first stage to fail cancels its siblings; the handlers above then see the real error
+    (e.g. `UpstreamTimeoutError`) instead of an `ExceptionGroup` of one.
+    """
+    try:
+        async with anyio.create_task_group() as group:
+            yield group
+    except BaseExceptionGroup as exc_group:
+        leaves = [
+            leaf
+            for leaf in _leaf_exceptions(exc_group)
+            if not isinstance(leaf, anyio.get_cancelled_exc_class())
+        ]
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
