@@ -7,17 +7,20 @@ inputs the decoder must reject.
 
 Format keys (see `AUDIO_FORMATS`)::
 
-    wav_s16 wav_s24 wav_s32 wav_f32   RIFF/WAVE, PCM int 16/24/32 bit or 32-bit float
+    wav_u8 wav_s16 wav_s24 wav_s32    RIFF/WAVE, PCM unsigned 8-bit, signed 16/24/32-bit,
+    wav_f32                           or 32-bit float
     flac                              native FLAC
     ogg_vorbis ogg_opus               Ogg with Vorbis (FFmpeg's native encoder) or Opus (libopus)
     mp3                               MPEG-1/2 layer III (LAME), with a Xing/LAME header
+    mp3_no_header                     the same without that header (length unknown up front)
     m4a m4a_faststart                 MP4 audio-only with AAC; moov atom at the end / at the start
     mp4_video                         MP4 with a tiny MPEG-4 video track first, then AAC audio
     webm_opus                         WebM with Opus written like a browser's MediaRecorder: no
                                       duration and no cues (the muxer's ``live`` mode)
 
 Codec limits the generated file inherits: Opus only runs at 8/12/16/24/48 kHz, so other rates are
-resampled to 48 kHz by the encoder (the file then reports 48 kHz); LAME takes at most 2 channels.
+resampled to 48 kHz by the encoder, and FFmpeg decodes Opus at 48 kHz whatever the input rate was
+(`decoded_rate`); LAME takes at most 2 channels.
 
 Nothing here is imported by the gateway; it is shared by the test suites and ``bench/``.
 """
@@ -39,11 +42,17 @@ import soundfile as sf
 __all__ = [
     "AUDIO_FORMATS",
     "AudioFormat",
+    "decoded_rate",
+    "encoder_rate",
     "make_audio_file",
+    "make_corrupt_copy",
     "make_empty_audio_file",
     "make_random_bytes_file",
     "make_text_file",
+    "make_truncated_copy",
     "make_truncated_wav_header",
+    "make_video_only_file",
+    "open_fd_count",
     "tone_blocks",
     "write_audio_file",
 ]
@@ -67,6 +76,7 @@ class AudioFormat:
 
 
 AUDIO_FORMATS: dict[str, AudioFormat] = {
+    "wav_u8": AudioFormat("wav", "pcm_u8", ".wav"),
     "wav_s16": AudioFormat("wav", "pcm_s16le", ".wav"),
     "wav_s24": AudioFormat("wav", "pcm_s24le", ".wav"),
     "wav_s32": AudioFormat("wav", "pcm_s32le", ".wav"),
@@ -77,6 +87,10 @@ AUDIO_FORMATS: dict[str, AudioFormat] = {
     "ogg_vorbis": AudioFormat("ogg", "vorbis", ".ogg", writer="soundfile"),
     "ogg_opus": AudioFormat("ogg", "libopus", ".opus"),
     "mp3": AudioFormat("mp3", "libmp3lame", ".mp3", max_channels=2),
+    # CBR MP3 with no Xing/LAME header: the length is only known by reading the whole stream.
+    "mp3_no_header": AudioFormat(
+        "mp3", "libmp3lame", ".mp3", max_channels=2, container_options={"write_xing": "0"}
+    ),
     "m4a": AudioFormat("ipod", "aac", ".m4a"),
     "m4a_faststart": AudioFormat(
         "ipod", "aac", ".m4a", container_options={"movflags": "faststart"}
@@ -87,10 +101,15 @@ AUDIO_FORMATS: dict[str, AudioFormat] = {
 
 
 def encoder_rate(fmt: str, sample_rate: int) -> int:
-    """The rate the file will actually carry when `sample_rate` is asked for `fmt`."""
+    """The rate the encoder runs at when `sample_rate` is asked for `fmt`."""
     if AUDIO_FORMATS[fmt].codec == "libopus" and sample_rate not in _OPUS_RATES:
         return 48000
     return sample_rate
+
+
+def decoded_rate(fmt: str, sample_rate: int) -> int:
+    """The native rate FFmpeg reports when decoding the file (Opus always decodes at 48 kHz)."""
+    return 48000 if AUDIO_FORMATS[fmt].codec == "libopus" else sample_rate
 
 
 def tone_blocks(
@@ -255,6 +274,37 @@ def make_empty_audio_file(directory: Path, *, fmt: str = "wav_s16") -> Path:
     spec = AUDIO_FORMATS[fmt]
     path = Path(directory) / f"empty-{fmt}{spec.suffix}"
     return write_audio_file(path, [], fmt=fmt, sample_rate=16000, channels=1)
+
+
+def make_video_only_file(directory: Path, *, seconds: float = 1.0) -> Path:
+    """An MP4 with a tiny video track and no audio stream at all."""
+    path = Path(directory) / "video-only.mp4"
+    with av.open(str(path), "w", format="mp4") as container:
+        video = container.add_stream("mpeg4", rate=10)
+        video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
+        _write_black_video(container, video, seconds)
+    return path
+
+
+def make_corrupt_copy(source: Path, directory: Path, *, start_fraction: float = 0.3) -> Path:
+    """A copy of `source` whose bytes from `start_fraction` of its size to the end are random.
+
+    The header survives, so the file opens and starts decoding, then the data turns to garbage.
+    """
+    data = bytearray(source.read_bytes())
+    start = int(len(data) * start_fraction)
+    data[start:] = np.random.default_rng(1).bytes(len(data) - start)
+    path = Path(directory) / f"corrupt-{source.name}"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def make_truncated_copy(source: Path, directory: Path, *, keep_fraction: float = 0.5) -> Path:
+    """A copy of `source` cut after `keep_fraction` of its bytes (an interrupted upload)."""
+    data = source.read_bytes()
+    path = Path(directory) / f"truncated-{source.name}"
+    path.write_bytes(data[: int(len(data) * keep_fraction)])
+    return path
 
 
 def open_fd_count() -> int:

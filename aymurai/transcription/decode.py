@@ -126,21 +126,26 @@ def iter_pcm_chunks(path: Path, *, chunk_seconds: float = 1.0) -> Iterator[bytes
 
     Raises:
         ValueError: `chunk_seconds` is too small for one sample.
-        InvalidAudioError: the file cannot be opened as audio, or decoding fails mid-stream.
+        InvalidAudioError: the file cannot be opened as audio, it has no samples, or decoding
+            fails mid-stream (after the chunks decoded so far were yielded).
     """
     chunk_bytes = round(chunk_seconds * TARGET_SAMPLE_RATE) * _SAMPLE_WIDTH_BYTES
     if chunk_bytes <= 0:
         raise ValueError(f"chunk_seconds={chunk_seconds} is shorter than one sample")
     pending = bytearray()
+    emitted = False
     with _open_input(path) as container:
         stream = _select_audio_stream(container)
         for block in _iter_resampled(container, stream):
             pending += _to_s16le(block)
             while len(pending) >= chunk_bytes:
+                emitted = True
                 yield bytes(pending[:chunk_bytes])
                 del pending[:chunk_bytes]
     if pending:
         yield bytes(pending)
+    elif not emitted:
+        raise InvalidAudioError("audio stream has no samples")
 
 
 def _open_input(path: Path) -> av.container.InputContainer:
@@ -323,12 +328,20 @@ def _frame_to_mono(frame: av.AudioFrame) -> FloatArray:
     channels = len(frame.layout.channels)
     if not frame.format.is_planar:
         data = data.reshape(-1, channels).T  # interleaved (1, n*ch) → (ch, n)
-    mono: FloatArray = data.mean(axis=0, dtype=np.float32) if channels > 1 else data[0]
-    if frame.format.name.startswith("u8"):
-        return (mono.astype(np.float32) - np.float32(128)) / np.float32(128)
-    scale = _INT_SCALE.get(data.dtype)
+    if data.dtype == np.uint8:  # 8-bit PCM is unsigned, centred on 128
+        data = data.astype(np.float32) - np.float32(128)
+        scale: float | None = 1 / 128
+    else:
+        scale = _INT_SCALE.get(data.dtype)
     if scale is not None:
+        mono: FloatArray = data.mean(axis=0, dtype=np.float32) if channels > 1 else data[0]
         return mono.astype(np.float32) * np.float32(scale)
+    # Float PCM can hold anything, NaN and infinities included (a corrupt float WAV does):
+    # saturate them instead of letting NaN reach the int16 cast.
+    with np.errstate(over="ignore", invalid="ignore"):
+        mono = data.mean(axis=0, dtype=np.float32) if channels > 1 else data[0]
+        if not np.isfinite(mono).all():
+            mono = np.nan_to_num(mono, nan=0.0, posinf=1.0, neginf=-1.0)
     return mono.astype(np.float32, copy=False)
 
 
