@@ -74,6 +74,8 @@ class EventStreamResponse(Response):
         self, frames: AsyncIterator[bytes], *, headers: Mapping[str, str] | None = None
     ) -> None:
         super().__init__(content=None, headers={**SSE_HEADERS, **(headers or {})})
+        # Response sets "content-length: 0" for an empty body; a stream has no length.
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
         self._frames = frames
 
     async def __call__(self, _scope: Scope, receive: Receive, send: Send) -> None:

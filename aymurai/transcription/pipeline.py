@@ -98,20 +98,25 @@ async def run_transcription(
 
     job.publish(Transcribing(job.document_id, None, 0.0, total))
     send_pcm, receive_pcm = anyio.create_memory_object_stream[bytes](PCM_BUFFER_CHUNKS)
-    async with open_task_group() as group:
-        group.start_soon(
-            lambda: pump_pcm(
-                audio_path, send_pcm, chunk_seconds=options.chunk_seconds, limiter=decode_limiter
+    # Closing the receive end (also on failure) is what stops a decoder blocked on `send`.
+    with receive_pcm:
+        async with open_task_group() as group:
+            group.start_soon(
+                lambda: pump_pcm(
+                    audio_path,
+                    send_pcm,
+                    chunk_seconds=options.chunk_seconds,
+                    limiter=decode_limiter,
+                )
             )
-        )
-        async with connect_wlk(options.connection) as connection:
-            logger.info("upstream connected")
-            if on_upstream_connected is not None:
-                on_upstream_connected()
-            final = await run_session(
-                connection, receive_pcm, options=options.session, on_progress=on_progress
-            )
-        group.cancel_scope.cancel()  # the decoder has finished already; this is belt and braces
+            async with connect_wlk(options.connection) as connection:
+                logger.info("upstream connected")
+                if on_upstream_connected is not None:
+                    on_upstream_connected()
+                final = await run_session(
+                    connection, receive_pcm, options=options.session, on_progress=on_progress
+                )
+            group.cancel_scope.cancel()  # the decoder has finished already
 
     paragraphs = build_paragraphs(final, tail_end=total)
     document = ASRDocument(
