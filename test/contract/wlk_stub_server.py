@@ -109,31 +109,44 @@ class StubOnlineProcessor:
         self.n_words = 0
         self.unprocessed_s = 0.0
         self.hypothesis: list[Any] = []  # produced, not yet committed (ASRToken)
+        self.chunks: list[tuple[int, float]] = []  # (first speech sample, stream start time)
         self.committed_end = 0.0
 
     # -- audio in --------------------------------------------------------------------------------
+    def _stream_time(self, speech_sample: int, *, is_end: bool = False) -> float:
+        """Stream-clock time of a sample index in the concatenated speech the VAD let through.
+
+        An end index on a chunk boundary maps to the end of the earlier chunk, not to the start
+        of the next one (which may come after a silence).
+        """
+        for first_sample, stream_start in reversed(self.chunks):
+            if speech_sample > first_sample or (speech_sample == first_sample and not is_end):
+                return stream_start + (speech_sample - first_sample) / SAMPLING_RATE
+        return 0.0
+
     def insert_audio_chunk(self, audio: Any, audio_stream_end_time: float | None = None) -> None:
         n = len(audio)
         chunk_s = n / SAMPLING_RATE
-        end = (
-            audio_stream_end_time
-            if audio_stream_end_time is not None
-            else self.stream_end + chunk_s
-        )
-        chunk_start = end - chunk_s
-        before = self.speech_samples
+        if audio_stream_end_time is None:
+            audio_stream_end_time = self.stream_end + chunk_s
+        self.chunks.append((self.speech_samples, audio_stream_end_time - chunk_s))
         self.speech_samples += n
         self.unprocessed_s += chunk_s
-        self.stream_end = max(self.stream_end, end)
+        self.stream_end = max(self.stream_end, audio_stream_end_time)
         while (self.n_words + 1) * self.samples_per_word <= self.speech_samples:
+            first = self.n_words * self.samples_per_word
             self.n_words += 1
-            boundary = self.n_words * self.samples_per_word - before
-            word_end = round(chunk_start + boundary / SAMPLING_RATE, 3)
+            # A word never starts before the previous one ended (the stream clock is monotonic).
             prev_end = self.hypothesis[-1].end if self.hypothesis else self.committed_end
-            word_start = round(max(prev_end, word_end - self.samples_per_word / SAMPLING_RATE), 3)
+            word_start = round(max(prev_end, self._stream_time(first)), 3)
+            word_end = round(self._stream_time(first + self.samples_per_word, is_end=True), 3)
             word = f"word{self.n_words:03d}"
             self.log.write(self.session, word, word_start, word_end)
             self.hypothesis.append(self._token_cls(start=word_start, end=word_end, text=" " + word))
+        # Only chunks holding not-yet-worded speech are needed for later lookups.
+        first_needed = self.n_words * self.samples_per_word
+        while len(self.chunks) > 1 and self.chunks[1][0] <= first_needed:
+            self.chunks.pop(0)
 
     # -- passes ------------------------------------------------------------------------------------
     def _commit(self, keep: int) -> list[Any]:

@@ -1,0 +1,42 @@
+"""Fixtures for the contract tier (pytest -m contract): real WLK server code, stub ASR, real speech.
+
+Missing `.venv-wlk` or espeak-ng: the tests skip locally and fail in CI (`CI` set); see
+`make install-contract` and docs/contract-tests.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .wlk_harness import RealWlk, start_real_wlk, stop_real_wlk, synthesize_speech, wav_to_pcm16k
+
+
+@pytest.fixture
+def real_wlk_server(tmp_path: Path) -> Iterator[RealWlk]:
+    """The real WLK 0.2.26 server (stub ASR, `--pcm-input`) on a free port."""
+    server, pump = start_real_wlk(tmp_path)
+    try:
+        yield server
+    finally:
+        stop_real_wlk(server, pump)
+
+
+@pytest.fixture
+def real_wlk(real_wlk_server: RealWlk) -> str:
+    """The ws URL (`ws://127.0.0.1:PORT/asr`) of a running real WLK server."""
+    return real_wlk_server.url
+
+
+@pytest.fixture
+def speech_wav(tmp_path: Path) -> Path:
+    """About 19 s of English speech with a 1.5 s and a 6 s pause, as a WAV file in tmp_path."""
+    return synthesize_speech(tmp_path / "speech.wav")
+
+
+@pytest.fixture
+def speech_pcm(speech_wav: Path) -> bytes:
+    """The speech fixture as s16le 16 kHz mono PCM bytes."""
+    return wav_to_pcm16k(speech_wav)
