@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
+import signal
 
 from aymurai.simulator.options import Fault
 from aymurai.simulator.protocol import PROFILES
@@ -41,35 +41,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def serve_forever(simulator: WLKSimulator) -> None:
+async def serve_until_signalled(simulator: WLKSimulator) -> None:
+    """Serve until SIGINT or SIGTERM, then close open sessions (1001) and return."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    # SIGTERM too, so `docker stop` or a process manager gets the same clean shutdown as Ctrl-C.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     async with simulator:
         logger.info("serving %s (Ctrl-C to stop)", simulator.url)
-        await asyncio.Event().wait()
+        await stop.wait()
+        logger.info("stopping")
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    simulator = WLKSimulator(
-        profile=args.profile,
-        speed=args.speed,
-        fault=args.fault,
-        fault_after_seconds=args.fault_after,
-        diarization=args.diarization,
-        use_audio_worklet=not args.no_worklet,
-        stall_seconds=args.stall_seconds,
-        pause_seconds=args.pause_seconds,
-        host=args.host,
-        port=args.port,
-    )
+    try:
+        simulator = WLKSimulator(
+            profile=args.profile,
+            speed=args.speed,
+            fault=args.fault,
+            fault_after_seconds=args.fault_after,
+            diarization=args.diarization,
+            use_audio_worklet=not args.no_worklet,
+            stall_seconds=args.stall_seconds,
+            pause_seconds=args.pause_seconds,
+            host=args.host,
+            port=args.port,
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
     logger.warning(
         "SIMULATOR: transcripts are synthetic (one word per 0.5 s of sound, named after its "
         "dominant frequency, e.g. 'f440'); this is not speech recognition"
     )
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve_forever(simulator))
+    asyncio.run(serve_until_signalled(simulator))
 
 
 if __name__ == "__main__":

@@ -99,6 +99,7 @@ class WLKSimulator:
         self._server: Server | None = None
         self._stopping = asyncio.Event()
         self._changed: asyncio.Condition | None = None
+        self._changed_loop: asyncio.AbstractEventLoop | None = None
 
     # Lifecycle ----------------------------------------------------------------------------
 
@@ -209,8 +210,12 @@ class WLKSimulator:
             changed.notify_all()
 
     def _condition(self) -> asyncio.Condition:
-        if self._changed is None:
+        # A Condition binds to the loop that first uses it; a simulator kept across tests may be
+        # driven by a new loop each time, so make one per loop.
+        loop = asyncio.get_running_loop()
+        if self._changed is None or self._changed_loop is not loop:
             self._changed = asyncio.Condition()
+            self._changed_loop = loop
         return self._changed
 
     # Connections --------------------------------------------------------------------------
@@ -247,6 +252,10 @@ class WLKSimulator:
         self.sessions.append(record)
         self.open_sessions += 1
         self.max_concurrent_sessions = max(self.max_concurrent_sessions, self.open_sessions)
+        index = len(self.sessions) - 1
+        logger.info(
+            "session %d opened: %s", index, connection.request.path if connection.request else ""
+        )
         await self._notify()
         try:
             await Session(connection, options, record, self._stopping).run()
@@ -256,6 +265,7 @@ class WLKSimulator:
             close_rcvd = connection.protocol.close_rcvd
             record.close_code = close_rcvd.code if close_rcvd is not None else None
             self.open_sessions -= 1
+            logger.info("session %d closed (client close code %s)", index, record.close_code)
             await self._notify()
 
 
