@@ -45,7 +45,7 @@ _PAGE_HEADERS: Final[dict[str, str]] = {
 router = APIRouter(tags=["web"], include_in_schema=False)
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])
 def get_index() -> FileResponse:
     """The transcription page."""
     return FileResponse(
@@ -53,7 +53,7 @@ def get_index() -> FileResponse:
     )
 
 
-@router.get("/static/{name}")
+@router.api_route("/static/{name}", methods=["GET", "HEAD"])
 def get_asset(name: str) -> FileResponse:
     """A script or stylesheet of the page."""
     media_type = ASSETS.get(name)

@@ -97,7 +97,13 @@ function showError({ code, detail, request_id: requestId, retryAfter }) {
   if (requestId) meta.push(`request ${requestId}`);
   ui.errorMeta.textContent = meta.filter(Boolean).join(" · ");
   ui.error.dataset.code = code || "";
+  if (!ui.progress.hasAttribute("value")) ui.progress.value = 0; // stop the indeterminate bar
   setState("error", "Failed");
+}
+
+function cancelled() {
+  if (!ui.progress.hasAttribute("value")) ui.progress.value = 0;
+  setState("cancelled", "Cancelled");
 }
 
 function updateTiming() {
@@ -143,7 +149,7 @@ function reset() {
   ui.error.hidden = true;
   ui.queue.hidden = true;
   ui.status.hidden = false;
-  ui.result.hidden = false;
+  ui.result.hidden = true;
   ui.progress.value = 0;
   ui.progress.max = 1;
   ui.progressText.textContent = "";
@@ -172,7 +178,7 @@ async function transcribe() {
       signal: controller.signal,
     });
   } catch (error) {
-    if (controller.signal.aborted) setState("cancelled", "Cancelled");
+    if (controller.signal.aborted) cancelled();
     else showError({ code: "NETWORK_ERROR", detail: String(error) });
     return;
   }
@@ -224,7 +230,7 @@ async function transcribe() {
     }
     showError({ code: "CONNECTION_LOST", request_id: requestId });
   } catch (error) {
-    if (controller.signal.aborted) setState("cancelled", "Cancelled");
+    if (controller.signal.aborted) cancelled();
     else if (error instanceof SyntaxError) showError({ code: "BAD_RESPONSE", request_id: requestId });
     else showError({ code: "CONNECTION_LOST", detail: String(error), request_id: requestId });
   }
