@@ -16,6 +16,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -62,14 +63,21 @@ class RealWlk:
     log_path: Path
     _output: list[str] = field(default_factory=list)
 
-    def words(self, session: int | None = None) -> list[str]:
-        """Words the stub ASR produced, in order, for one session (default: the only session)."""
+    def word_records(self, session: int | None = None) -> list[dict[str, Any]]:
+        """The stub's words in order, `{"session", "word", "start", "end"}`, for one session.
+
+        `session=None` means the only session there was (asserted).
+        """
         records = [json.loads(line) for line in self.word_log.read_text().splitlines()]
         sessions = sorted({r["session"] for r in records})
         if session is None:
             assert len(sessions) <= 1, f"several WLK sessions {sessions}: name one"
             session = sessions[0] if sessions else 1
-        return [r["word"] for r in records if r["session"] == session]
+        return [r for r in records if r["session"] == session]
+
+    def words(self, session: int | None = None) -> list[str]:
+        """Words the stub ASR produced, in order, for one session (default: the only session)."""
+        return [r["word"] for r in self.word_records(session)]
 
     def sessions(self) -> list[int]:
         """Ids of the WLK sessions (one per `/asr` connection) that produced at least a word."""

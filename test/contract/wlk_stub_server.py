@@ -5,10 +5,11 @@ the gateway's venv. Everything but the ASR is WLK's own code: the FastAPI app an
 endpoint, `AudioProcessor`, the Silero VAD (ONNX), line building, `ready_to_stop`.
 
 The stub ASR emits one deterministic word (`word001`, `word002`, ...) per `--word-seconds` of
-speech that gets past the VAD, committing all but the newest word on each pass (the newest stays
-in `buffer_transcription` until the next pass, a silence or end of stream), and sleeps
-`--rtf` x the audio duration of each pass to model inference cost. Every word is appended, as a
-JSON line `{"session": N, "word": "word001", "start": s, "end": s}`, to `--word-log`, so tests
+speech that gets past the VAD, counted per utterance (speech shorter than one word before a pause
+yields no word, so no word spans a pause). Each pass commits all but the newest word, which stays
+in `buffer_transcription` until the next pass, a silence or the end of stream; each pass sleeps
+`--rtf` x its audio duration to model inference cost. Every word is appended, as a JSON line
+`{"session": N, "word": "word001", "start": s, "end": s}`, to `--word-log`, so tests
 know exactly which words the transcript must contain.
 
 Once the server accepts connections it prints `WLK_STUB_LISTENING port=NNNN` on stdout.
@@ -104,7 +105,8 @@ class StubOnlineProcessor:
         self.rtf = rtf
         self.samples_per_word = int(word_seconds * SAMPLING_RATE)
         self.log = log
-        self.speech_samples = 0
+        self.speech_samples = 0  # speech of the current utterance (since the last silence)
+        self.utterance_words = 0
         self.stream_end = 0.0
         self.n_words = 0
         self.unprocessed_s = 0.0
@@ -133,8 +135,9 @@ class StubOnlineProcessor:
         self.speech_samples += n
         self.unprocessed_s += chunk_s
         self.stream_end = max(self.stream_end, audio_stream_end_time)
-        while (self.n_words + 1) * self.samples_per_word <= self.speech_samples:
-            first = self.n_words * self.samples_per_word
+        while (self.utterance_words + 1) * self.samples_per_word <= self.speech_samples:
+            first = self.utterance_words * self.samples_per_word
+            self.utterance_words += 1
             self.n_words += 1
             # A word never starts before the previous one ended (the stream clock is monotonic).
             prev_end = self.hypothesis[-1].end if self.hypothesis else self.committed_end
@@ -144,7 +147,7 @@ class StubOnlineProcessor:
             self.log.write(self.session, word, word_start, word_end)
             self.hypothesis.append(self._token_cls(start=word_start, end=word_end, text=" " + word))
         # Only chunks holding not-yet-worded speech are needed for later lookups.
-        first_needed = self.n_words * self.samples_per_word
+        first_needed = self.utterance_words * self.samples_per_word
         while len(self.chunks) > 1 and self.chunks[1][0] <= first_needed:
             self.chunks.pop(0)
 
@@ -171,7 +174,14 @@ class StubOnlineProcessor:
         text = "".join(t.text for t in self.hypothesis)
         return self._transcript_cls(self.hypothesis[0].start, self.hypothesis[-1].end, text)
 
+    def _end_utterance(self) -> None:
+        # Words never straddle a pause: speech shorter than one word before it yields none.
+        self.speech_samples = 0
+        self.utterance_words = 0
+        self.chunks = []
+
     def start_silence(self) -> tuple[list[Any], float]:
+        self._end_utterance()
         self._infer()
         return self._commit(keep=0), self.stream_end
 
@@ -183,6 +193,7 @@ class StubOnlineProcessor:
         return self._commit(keep=0), self.stream_end
 
     def finish(self) -> tuple[list[Any], float]:
+        self._end_utterance()
         self._infer()
         return self._commit(keep=0), self.stream_end
 
