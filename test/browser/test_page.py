@@ -1,0 +1,234 @@
+"""The web page in headless Chromium: upload, live transcript, errors, downloads, big documents."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import srt  # type: ignore[import-untyped]
+import webvtt
+
+from aymurai.cli.formats import format_clock, render, speaker_label
+from aymurai.cli.live import format_duration
+from aymurai.transcription.schemas import ASRDocument
+from test.audio_fixtures import make_audio_file, make_text_file
+from test.browser.conftest import SCREENSHOTS
+from test.e2e import RunningGateway
+
+if TYPE_CHECKING:
+    from playwright.async_api import Page
+
+pytestmark = pytest.mark.browser
+
+TONES = [(440.0, 2.0), (0.0, 2.5), (880.0, 2.0), (0.0, 2.5), (660.0, 1.5)]
+FINISHED = ", ".join(f"body[data-state={state}]" for state in ("done", "error", "cancelled"))
+
+
+async def transcribe_in_page(page: Page, audio: Path) -> str:
+    """Pick `audio` in the file input, start, and wait until the page reports an end state."""
+    await page.set_input_files("#file-input", str(audio))
+    await page.click("#start-button")
+    await page.wait_for_selector(FINISHED, state="attached", timeout=30_000)
+    state = await page.get_attribute("body", "data-state")
+    assert state is not None
+    return state
+
+
+async def rendered_paragraphs(page: Page) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = await page.eval_on_selector_all(
+        "#transcript .paragraph",
+        """els => els.map(el => ({
+            id: el.dataset.paragraphId,
+            clock: el.querySelector('time').textContent,
+            speaker: el.querySelector('.speaker').textContent,
+            text: el.querySelector('.text').textContent,
+            tentative: el.classList.contains('tentative'),
+        }))""",
+    )
+    return result
+
+
+async def test_page_transcript_equals_done_document(
+    page: Page, web_gateway: RunningGateway, tmp_path: Path
+) -> None:
+    """After an upload the page shows exactly the paragraphs of the stored final document."""
+    audio = make_audio_file(tmp_path, fmt="ogg_opus", tone_hz=TONES, name="hearing")
+    state = await transcribe_in_page(page, audio)
+    assert state == "done", await page.text_content("#error")
+    document_id = await page.get_attribute("#result", "data-document-id")
+    async with web_gateway.client() as client:
+        response = await client.get(f"/asr/validation/document/{document_id}")
+    assert response.status_code == 200, response.text
+    document = ASRDocument.model_validate_json(response.content)
+    assert len(document.document) >= 2
+    assert await rendered_paragraphs(page) == [
+        {
+            "id": p.paragraph_id,
+            "clock": format_clock(p.start),
+            "speaker": speaker_label(p),
+            "text": p.text,
+            "tentative": False,
+        }
+        for p in document.document
+    ]
+    assert document.total_time is not None
+    total = format_duration(document.total_time)
+    assert await page.text_content("#progress-text") == f"{total} / {total} · 100%"
+    assert await page.is_enabled("#downloads button[data-format=srt]")
+    SCREENSHOTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / "web-page-done.png"), full_page=True)
+
+
+async def test_page_downloads_match_cli_renderers(page: Page, tmp_path: Path) -> None:
+    """TXT/SRT/VTT/JSON downloads equal what `aymurai-asr` writes for the same document."""
+    audio = make_audio_file(tmp_path, fmt="wav_s16", tone_hz=TONES, name="downloads")
+    assert await transcribe_in_page(page, audio) == "done"
+    downloaded: dict[str, str] = {}
+    for fmt in ("txt", "srt", "vtt", "json"):
+        async with page.expect_download() as info:
+            await page.click(f"#downloads button[data-format={fmt}]")
+        download = await info.value
+        assert download.suggested_filename == f"downloads.{fmt}"
+        target = tmp_path / download.suggested_filename
+        await download.save_as(target)
+        downloaded[fmt] = target.read_text(encoding="utf-8")
+    document = ASRDocument.model_validate_json(downloaded["json"])
+    assert json.loads(downloaded["json"]) == json.loads(render(document, "json"))
+    for fmt in ("txt", "srt", "vtt"):
+        assert downloaded[fmt] == render(document, fmt), fmt  # type: ignore[arg-type]
+    assert len(list(srt.parse(downloaded["srt"]))) == len(document.document)
+    assert len(webvtt.from_string(downloaded["vtt"]).captions) == len(document.document)
+
+
+async def test_page_invalid_audio_shows_readable_error(page: Page, tmp_path: Path) -> None:
+    """A text file ends in a readable message with the code and request id, not a crash."""
+    assert await transcribe_in_page(page, make_text_file(tmp_path)) == "error"
+    assert await page.get_attribute("#error", "data-code") == "INVALID_AUDIO"
+    message = await page.text_content("#error-message")
+    assert message == "This file is not an audio or video file the server can read."
+    meta = await page.text_content("#error-meta")
+    assert meta is not None and meta.startswith("INVALID_AUDIO") and "request " in meta
+    assert await page.is_hidden("#result")
+    SCREENSHOTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / "web-page-error.png"))
+
+
+SSE_PARSER_CASES = """
+async () => {
+  const { SSEParser, readEvents } = await import('/static/sse.js');
+  const parse = (chunks) => {
+    const events = [];
+    const parser = new SSEParser((e) => events.push(e));
+    for (const chunk of chunks) parser.push(chunk);
+    parser.end();
+    return events;
+  };
+  const stream = 'id: 1\\r\\nevent: queued\\r\\ndata: {"position": 2}\\r\\n\\r\\n'
+    + ': keepalive\\n\\n'
+    + 'id: 2\\revent: transcription\\rdata: {"a":\\rdata: 1}\\r\\r'
+    + 'event: done\\ndata:no-space\\ndata\\n\\n'
+    + 'event: error\\ndata: unterminated';
+  const whole = parse([stream]);
+  const bytes = [];
+  for (let i = 0; i < stream.length; i++) bytes.push(stream[i]);
+  const single = parse(bytes);
+  // A CRLF split across chunks is one line end, not two (which would dispatch early).
+  const crlf = parse(['data: x\\r', '\\ndata: y\\r\\n', '\\r\\n']);
+  // readEvents on a real Response body, a multi-byte character split between chunks.
+  const encoded = new TextEncoder().encode('event: transcription\\ndata: señoría\\n\\n');
+  const cut = encoded.indexOf(0xc3) + 1;
+  const body = new ReadableStream({
+    start(controller) {
+      controller.enqueue(encoded.slice(0, cut));
+      controller.enqueue(encoded.slice(cut));
+      controller.close();
+    },
+  });
+  const streamed = [];
+  for await (const event of readEvents(new Response(body))) streamed.push(event);
+  return { whole, single, crlf, streamed };
+}
+"""
+
+
+async def test_page_sse_parser_handles_split_frames(page: Page) -> None:
+    """The page's SSE parser copes with CRLF/CR, comments, multi-line data and any chunking."""
+    result = await page.evaluate(SSE_PARSER_CASES)
+    expected = [
+        {"type": "queued", "data": '{"position": 2}', "id": "1"},
+        {"type": "transcription", "data": '{"a":\n1}', "id": "2"},
+        {"type": "done", "data": "no-space\n", "id": "2"},
+    ]
+    assert result["whole"] == expected
+    assert result["single"] == expected
+    assert result["crlf"] == [{"type": "message", "data": "x\ny", "id": ""}]
+    assert result["streamed"] == [{"type": "transcription", "data": "señoría", "id": ""}]
+
+
+HOUR_LONG_RENDER = """
+async () => {
+  const { TranscriptView } = await import('/static/transcript.js');
+  const container = document.createElement('div');
+  container.style.height = '400px';
+  container.style.overflowY = 'auto';
+  document.body.append(container);
+  const view = new TranscriptView(container);
+  const words = (n, seed) => Array.from({ length: n }, (_, i) => `f${(seed * 7 + i) % 900 + 100}`);
+  const paragraphs = Array.from({ length: 1500 }, (_, i) => ({
+    paragraph_id: `p${i}`, speaker_no: (i % 3) + 1, speaker_id: null, speaker_name: null,
+    start: i * 2.4, end: i * 2.4 + 2.2, text: words(40, i).join(' '), language: null,
+  }));
+  const doc = (tail) => ({
+    document_id: 'x', current_time: 3600, total_time: 3600,
+    document: [...paragraphs.slice(0, -1), { ...paragraphs.at(-1), text: tail }],
+  });
+  let started = performance.now();
+  view.update(doc('first'));
+  view.flush();
+  const firstRender = performance.now() - started;
+
+  const mutated = new Set();
+  const observer = new MutationObserver((records) => {
+    for (const record of records) {
+      const paragraph = (record.target.nodeType === 1 ? record.target : record.target.parentElement)
+        .closest('.paragraph');
+      mutated.add(paragraph ? paragraph.dataset.paragraphId : 'container');
+    }
+  });
+  const everything = { subtree: true, childList: true, characterData: true, attributes: true };
+  observer.observe(container, everything);
+  const updates = [];
+  for (let i = 0; i < 20; i++) {
+    started = performance.now();
+    view.update(doc(`tail ${i}`));
+    view.flush();
+    updates.push(performance.now() - started);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  observer.disconnect();
+
+  // Several updates inside one frame are rendered once, on the next animation frame.
+  const before = view.renders;
+  for (let i = 0; i < 50; i++) view.update(doc(`burst ${i}`));
+  await new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+  return {
+    firstRender, slowestUpdate: Math.max(...updates), mutated: [...mutated],
+    burstRenders: view.renders - before, count: container.children.length,
+    lastText: container.lastElementChild.querySelector('.text').textContent,
+  };
+}
+"""
+
+
+async def test_page_hour_long_transcript_updates_only_changed_paragraph(page: Page) -> None:
+    """1,500 paragraphs: a tail change touches one paragraph; a burst of updates renders once."""
+    result = await page.evaluate(HOUR_LONG_RENDER)
+    assert result["count"] == 1500
+    assert result["mutated"] == ["p1499"]
+    assert result["burstRenders"] == 1
+    assert result["lastText"] == "burst 49"
+    # Generous bounds for a 2-core CI runner; the point is "milliseconds, not seconds".
+    assert result["firstRender"] < 2000, result
+    assert result["slowestUpdate"] < 100, result
