@@ -9,13 +9,14 @@ length measures, each run in a fresh subprocess:
 * wall time of probe + full decode (ours) and of ``librosa.load(BytesIO(data), sr=16000,
   mono=True)`` (the reference implementation; the file bytes are read before the clock starts,
   as the reference had the upload in memory already);
-* peak RSS added: ``ru_maxrss`` after decoding minus the RSS just before (imports and a warm-up
-  decode of a short file of the same format happen first, so they do not count);
+* peak RSS added: the peak RSS (VmHWM, reset just before) minus the RSS just before decoding
+  (imports and a warm-up decode of a short file of the same format happen first, so they do not
+  count);
 * time from the end of the probe to the first 1 s PCM chunk.
 
 Alternatives considered for our decoder (PyAV + swresample, soundfile + soxr) are measured on the
 shortest length only. Prints a markdown table and writes it to bench/results/decode-<date>.md.
-Needs the ``bench`` extra (librosa, psutil).
+Needs the ``bench`` extra (librosa).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import io
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -235,28 +235,37 @@ _started: list[float] = []
 
 
 def mark_start() -> None:
-    """Take the RSS baseline and start the clock (after any untimed preparation)."""
-    import psutil
+    """Reset the peak-RSS mark, take the RSS baseline and start the clock.
 
-    _started[:] = [psutil.Process().memory_info().rss, time.perf_counter()]
+    Linux keeps ``ru_maxrss`` across fork+exec (the parent's peak leaks into the child), so we
+    use the per-address-space high-water mark VmHWM instead, reset through /proc/self/clear_refs.
+    """
+    Path("/proc/self/clear_refs").write_text("5")
+    _started[:] = [_status_bytes("VmRSS"), time.perf_counter()]
+
+
+def _status_bytes(key: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return float(line.split()[1]) * 1024  # kB
+    raise KeyError(key)
 
 
 def measure(impl: str, path: Path, warmup: Path) -> dict[str, float | str]:
     decode = IMPLEMENTATIONS[impl]
     try:
         decode(warmup)  # imports, lazy loaders, codec tables: none of it is counted
-    except Exception as exc:  # noqa: BLE001 - the table reports it
+    except Exception as exc:  # the table reports it
         return {"error": f"{type(exc).__name__}: {exc}"[:120]}
     mark_start()
     try:
         result: dict[str, float | str] = dict(decode(path))
-    except Exception as exc:  # noqa: BLE001 - the table reports it
+    except Exception as exc:  # the table reports it
         return {"error": f"{type(exc).__name__}: {exc}"[:120]}
     end = time.perf_counter()
     rss_before, start = _started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
     result["wall_s"] = end - start
-    result["rss_added_mib"] = max(0.0, (peak - rss_before) / 2**20)
+    result["rss_added_mib"] = max(0.0, (_status_bytes("VmHWM") - rss_before) / 2**20)
     return result
 
 
@@ -300,6 +309,7 @@ def main() -> None:
     parser.add_argument("--formats", nargs="+", default=list(FORMATS))
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
+    args.load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     minutes_list = sorted(args.minutes)
     began = time.perf_counter()
     source = ensure_fixtures(minutes_list)
@@ -352,7 +362,9 @@ def render(args, source, rows, alternatives, summary, elapsed_s) -> str:  # type
         f"{platform.python_version()}, PyAV {av.__version__} (FFmpeg libavcodec "
         f"{'.'.join(map(str, av.library_versions['libavcodec']))}), soxr {soxr.__version__}, "
         f"librosa {librosa.__version__}. Audio: {source}; 44.1 kHz stereo. Median of "
-        f"{args.runs} runs, each in a fresh process. Total benchmark time {elapsed_s / 60:.1f} min.",
+        f"{args.runs} runs, each in a fresh process. Total benchmark time "
+        f"{elapsed_s / 60:.1f} min; load average before/after: {args.load_before} / "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} (other work shared the 2 cores).",
         "",
         "*ours* = `probe_audio` + all of `iter_pcm_chunks` (from the file on disk); *librosa* = "
         "`librosa.load(BytesIO(data), sr=16000, mono=True)` with `data` already in memory. "
