@@ -7,6 +7,8 @@ graceful-shutdown timeout is set just past that grace so no stream keeps the pro
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 from types import FrameType
 
@@ -29,7 +31,17 @@ class GatewayServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         service = getattr(self._app.state, "service", None)
         if service is not None:
-            service.begin_shutdown(self._grace)
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass  # no loop running, so no transcription either
+            else:
+                # This is a signal handler: it interrupts arbitrary code, maybe a request with its
+                # request id in context. Hand the drain to the loop (which also wakes it at once)
+                # in a clean context, rather than spawn a task from here.
+                loop.call_soon_threadsafe(
+                    service.begin_shutdown, self._grace, context=contextvars.Context()
+                )
         super().handle_exit(sig, frame)
 
 

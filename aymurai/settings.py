@@ -58,6 +58,11 @@ class Settings(BaseSettings):
     transcribe_max_queued: int = Field(default=100, ge=0)
     transcribe_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
+    # --- Readiness (GET /readyz) -------------------------------------------------------------
+    # A probe opens a WLK session and closes it at once; its result is reused for the TTL.
+    transcribe_ws_probe_ttl_seconds: float = Field(default=10.0, ge=0)
+    transcribe_ws_probe_timeout_seconds: float = Field(default=2.0, gt=0)
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

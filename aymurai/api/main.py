@@ -19,9 +19,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from aymurai import __version__
 from aymurai.api.errors import install_error_handlers
 from aymurai.api.middleware import RequestIdMiddleware
-from aymurai.api.routes import transcription, validation
+from aymurai.api.routes import health, metrics, transcription, validation
 from aymurai.db.engine import make_engine, migrate_to_head
 from aymurai.db.store import TranscriptStore
+from aymurai.metrics import GatewayMetrics
 from aymurai.settings import Settings, get_settings
 from aymurai.transcription.service import TranscriptionService
 
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    gateway_metrics = GatewayMetrics()  # one registry per app
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -38,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = TranscriptStore(engine, max_threads=settings.db_max_threads)
         try:
             async with anyio.create_task_group() as jobs_group:
-                service = TranscriptionService(settings, store, jobs_group)
+                service = TranscriptionService(settings, store, jobs_group, gateway_metrics)
                 app.state.service = service
                 logger.info("gateway ready; WLK at %s", settings.transcribe_ws_uri)
                 try:
@@ -59,6 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(transcription.router)
     app.include_router(validation.router)
+    app.include_router(health.router)
+    app.include_router(metrics.router)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import anyio
 
-from aymurai.errors import QueueFullError
+from aymurai.errors import QueueFullError, ShuttingDownError
 
 
 class Ticket:
@@ -21,24 +21,41 @@ class Ticket:
 
     def __init__(self, queue: AdmissionQueue) -> None:
         self._queue = queue
-        self._granted = anyio.Event()
+        self._decided = anyio.Event()
+        self._granted = False
         self._released = False
+        self._last_position = 0
         self.on_position: Callable[[int], None] | None = None
 
     @property
     def is_granted(self) -> bool:
-        return self._granted.is_set()
+        return self._granted
 
     def grant(self) -> None:
-        self._granted.set()
+        self._granted = True
+        self._decided.set()
+
+    def refuse(self) -> None:
+        self._decided.set()
 
     async def wait(self, on_position: Callable[[int], None]) -> None:
-        """Wait for a slot; `on_position(n)` is called now and whenever the position changes."""
-        if self.is_granted:
-            return
-        self.on_position = on_position
-        on_position(self._queue.position_of(self))
-        await self._granted.wait()
+        """Wait for a slot; `on_position(n)` is called now and whenever the position changes.
+
+        Raises:
+            ShuttingDownError: the queue was closed before this ticket's turn.
+        """
+        if not self._decided.is_set():
+            self.on_position = on_position
+            self.move_to(self._queue.position_of(self))
+            await self._decided.wait()
+        if not self._granted:
+            raise ShuttingDownError()
+
+    def move_to(self, position: int) -> None:
+        # Only real changes reach the client: someone leaving behind us does not move us.
+        if position != self._last_position and self.on_position is not None:
+            self._last_position = position
+            self.on_position(position)
 
     def release(self) -> None:
         if not self._released:
@@ -69,8 +86,11 @@ class AdmissionQueue:
         """Take a slot at once, or a place at the end of the queue.
 
         Raises:
+            ShuttingDownError: the queue is closed.
             QueueFullError: the queue already holds `max_queued` requests.
         """
+        if self.closed:
+            raise ShuttingDownError()
         ticket = Ticket(self)
         if self._active < self.max_active and not self._waiting:
             self._active += 1
@@ -87,11 +107,21 @@ class AdmissionQueue:
     def release(self, ticket: Ticket) -> None:
         if ticket.is_granted:
             self._active -= 1
-        else:
+        elif ticket in self._waiting:
             self._waiting.remove(ticket)  # left the queue before its turn
         while self._waiting and self._active < self.max_active:
             self._active += 1
             self._waiting.popleft().grant()
         for position, waiting in enumerate(self._waiting, start=1):
-            if waiting.on_position is not None:
-                waiting.on_position(position)
+            waiting.move_to(position)
+
+    def close(self) -> None:
+        """Shutdown: refuse new reservations and every waiting ticket (their `wait()` raises).
+
+        Queued requests end at once rather than start an upstream session the grace period
+        would most likely cut short; admitted ones keep their slots.
+        """
+        self.closed = True
+        waiting, self._waiting = self._waiting, deque()
+        for ticket in waiting:
+            ticket.refuse()

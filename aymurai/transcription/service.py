@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -18,11 +19,13 @@ from anyio.abc import TaskGroup
 
 from aymurai.db.store import StoredTranscription, TranscriptStore
 from aymurai.errors import GatewayError, NotFoundError, ShuttingDownError
+from aymurai.metrics import GatewayMetrics
 from aymurai.settings import Settings
 from aymurai.transcription.admission import AdmissionQueue, Ticket
 from aymurai.transcription.decode import AudioInfo, probe_audio
 from aymurai.transcription.jobs import Done, Failed, Queued, TranscriptionJob
 from aymurai.transcription.pipeline import PipelineOptions, run_transcription
+from aymurai.transcription.readiness import UpstreamProbe
 from aymurai.transcription.schemas import (
     ASRDocument,
     ASRParagraph,
@@ -30,7 +33,7 @@ from aymurai.transcription.schemas import (
     speaker_id_for,
 )
 from aymurai.transcription.session import SessionOptions
-from aymurai.transcription.upstream import ConnectionOptions
+from aymurai.transcription.upstream import ConnectionOptions, close_code_of
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +81,13 @@ def _remove_quietly(path: Path) -> None:
 
 
 class TranscriptionService:
-    def __init__(self, settings: Settings, store: TranscriptStore, task_group: TaskGroup) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: TranscriptStore,
+        task_group: TaskGroup,
+        metrics: GatewayMetrics | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self._task_group = task_group
@@ -88,6 +97,15 @@ class TranscriptionService:
             max_active=settings.transcribe_max_concurrent_sessions,
             max_queued=settings.transcribe_max_queued,
         )
+        self.metrics = metrics or GatewayMetrics()
+        self.metrics.watch_admission(
+            queued=lambda: self.admission.queued, active=lambda: self.admission.active
+        )
+        self.upstream_probe = UpstreamProbe(
+            self._options.connection,
+            ttl_seconds=settings.transcribe_ws_probe_ttl_seconds,
+            timeout_seconds=settings.transcribe_ws_probe_timeout_seconds,
+        )
         self.jobs: set[TranscriptionJob] = set()
         self.accepting = True
 
@@ -96,7 +114,9 @@ class TranscriptionService:
         """A complete stored result for these bytes, or None."""
         stored = await self.store.get(document_id)
         if stored is None or stored.transcription is None:
+            self.metrics.cache_lookups.labels(result="miss").inc()
             return None
+        self.metrics.cache_lookups.labels(result="hit").inc()
         return document_from_stored(stored)
 
     async def get_document(self, document_id: uuid.UUID) -> ASRDocument:
@@ -152,24 +172,55 @@ class TranscriptionService:
         return job
 
     async def _run(self, job: TranscriptionJob, ticket: Ticket, audio_path: Path) -> None:
+        upstream_connected = False
+
+        def on_upstream_connected() -> None:
+            nonlocal upstream_connected
+            upstream_connected = True
+            self.upstream_probe.record_success()
+
+        close_code: int | None = None
         try:
             with job.cancel_scope:
                 try:
+                    queued_at = time.monotonic()
                     if not ticket.is_granted:
-                        logger.info("queued for an upstream session")
+                        logger.info(
+                            "queued for an upstream session at position %d",
+                            self.admission.position_of(ticket),
+                        )
                     await ticket.wait(
                         lambda position: job.publish(Queued(job.document_id, position))
                     )
+                    admitted_at = time.monotonic()
+                    self.metrics.queue_wait.observe(admitted_at - queued_at)
+                    if admitted_at - queued_at > 0.01:
+                        logger.info("admitted after %.2f s in the queue", admitted_at - queued_at)
                     document = await run_transcription(
                         job,
                         audio_path,
                         options=self._options,
                         store=self.store,
                         decode_limiter=self.decode_limiter,
+                        on_upstream_connected=on_upstream_connected,
+                    )
+                    self.metrics.observe_success(
+                        processing_seconds=time.monotonic() - admitted_at,
+                        audio_seconds=job.total_seconds,
                     )
                     job.publish(Done(document))
+                except ShuttingDownError as exc:
+                    logger.warning("left the queue: %s", exc.detail)
+                    job.publish(Failed(exc.code, exc.detail))
                 except GatewayError as exc:
-                    logger.error("transcription failed: %s: %s", exc.code, exc.detail)
+                    close_code = close_code_of(exc)
+                    cause = exc.__cause__
+                    logger.error(
+                        "transcription failed: %s: %s%s",
+                        exc.code,
+                        exc.detail,
+                        f" (cause: {type(cause).__name__}: {cause})" if cause is not None else "",
+                    )
                     job.publish(Failed(exc.code, exc.detail))
                 except Exception:
                     logger.exception("transcription failed with an unexpected error")
@@ -179,6 +230,9 @@ class TranscriptionService:
             if job.client_gone:
                 logger.info("client gone; transcription cancelled, nothing stored")
         finally:
+            if upstream_connected:
+                # Every other ending (done, timeout, client gone, shutdown) is our own close.
+                self.metrics.upstream_closes.labels(code=str(close_code or 1000)).inc()
             _remove_quietly(audio_path)
             self.jobs.discard(job)
             job.finished.set()
@@ -191,7 +245,13 @@ class TranscriptionService:
         if not self.accepting:
             return
         self.accepting = False
-        logger.info("shutting down: %d transcriptions running", len(self.jobs))
+        logger.info(
+            "shutting down: %d transcriptions running, %d queued (refused now); grace %.1f s",
+            self.admission.active,
+            self.admission.queued,
+            grace_seconds,
+        )
+        self.admission.close()
         self._task_group.start_soon(self._drain, grace_seconds)
 
     async def _drain(self, grace_seconds: float) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,8 +15,22 @@ from aymurai.api.deps import ServiceDep, SettingsDep
 from aymurai.api.errors import error_response, status_for_code
 from aymurai.api.sse import EventStreamResponse, frames_from_updates, single_done_frame
 from aymurai.api.upload import SpooledUpload, receive_audio_upload
+from aymurai.errors import GatewayError
+from aymurai.metrics import (
+    OUTCOME_CACHE_HIT,
+    OUTCOME_CLIENT_GONE,
+    OUTCOME_DONE,
+    GatewayMetrics,
+)
 from aymurai.settings import Settings
-from aymurai.transcription.jobs import Failed, TranscriptionJob
+from aymurai.transcription.jobs import (
+    Done,
+    Failed,
+    JobUpdate,
+    Keepalive,
+    Transcribing,
+    TranscriptionJob,
+)
 from aymurai.transcription.schemas import ASRDocument
 from aymurai.transcription.service import TranscriptionService
 
@@ -70,6 +87,31 @@ async def _receive(request: Request, settings: Settings) -> SpooledUpload:
     return upload
 
 
+async def _observed(
+    updates: AsyncIterator[JobUpdate | Keepalive], metrics: GatewayMetrics, *, received_at: float
+) -> AsyncIterator[JobUpdate | Keepalive]:
+    """A job's updates as they are, recording the stream's metrics and outcome on the way."""
+    outcome = OUTCOME_CLIENT_GONE  # unless a terminal update goes out
+    first_text_seen = False
+    metrics.streams_active.inc()
+    try:
+        async with aclosing(updates):  # type: ignore[type-var]
+            async for update in updates:
+                if isinstance(update, Transcribing) and not first_text_seen:
+                    snapshot = update.snapshot
+                    if snapshot is not None and (snapshot.speech_lines or snapshot.tail_text):
+                        first_text_seen = True
+                        metrics.time_to_first_transcript.observe(time.monotonic() - received_at)
+                elif isinstance(update, Done):
+                    outcome = OUTCOME_DONE
+                elif isinstance(update, Failed):
+                    outcome = update.code
+                yield update
+    finally:
+        metrics.streams_active.dec()
+        metrics.count_request("stream", outcome)
+
+
 async def _cached_or_started(
     service: TranscriptionService, upload: SpooledUpload, *, use_cache: bool
 ) -> ASRDocument | TranscriptionJob:
@@ -111,16 +153,24 @@ async def transcribe_stream(
     request: Request, service: ServiceDep, settings: SettingsDep, use_cache: bool = True
 ) -> Response:
     """Transcribe an audio file, streaming the transcript as Server-Sent Events."""
-    upload = await _receive(request, settings)
-    outcome = await _cached_or_started(service, upload, use_cache=use_cache)
+    metrics = service.metrics
+    try:
+        upload = await _receive(request, settings)
+        received_at = time.monotonic()
+        outcome = await _cached_or_started(service, upload, use_cache=use_cache)
+    except GatewayError as exc:
+        metrics.count_request("stream", exc.code)
+        raise
     headers = {"X-Document-Id": str(upload.document_id)}
     if isinstance(outcome, ASRDocument):
+        metrics.count_request("stream", OUTCOME_CACHE_HIT)
         return EventStreamResponse(single_done_frame(outcome), headers=headers)
     updates = outcome.updates(
         min_interval_seconds=settings.transcribe_sse_min_event_interval_seconds,
         keepalive_seconds=settings.sse_keepalive,
     )
-    return EventStreamResponse(frames_from_updates(updates), headers=headers)
+    observed = _observed(updates, metrics, received_at=received_at)
+    return EventStreamResponse(frames_from_updates(observed), headers=headers)
 
 
 @router.post(
@@ -138,14 +188,23 @@ async def transcribe_blocking(
     request: Request, service: ServiceDep, settings: SettingsDep, use_cache: bool = True
 ) -> Response:
     """Deprecated: transcribe an audio file and answer once it is done. Use the stream."""
-    upload = await _receive(request, settings)
-    outcome = await _cached_or_started(service, upload, use_cache=use_cache)
+    metrics = service.metrics
+    try:
+        upload = await _receive(request, settings)
+        outcome = await _cached_or_started(service, upload, use_cache=use_cache)
+    except GatewayError as exc:
+        metrics.count_request("blocking", exc.code)
+        raise
     headers = {"X-Document-Id": str(upload.document_id)}
     if isinstance(outcome, TranscriptionJob):
         result = await outcome.wait_for_result()
         if isinstance(result, Failed):
+            metrics.count_request("blocking", result.code)
             return error_response(
                 status_for_code(result.code), result.code, result.detail, headers=headers
             )
+        metrics.count_request("blocking", OUTCOME_DONE)
         outcome = result.document
+    else:
+        metrics.count_request("blocking", OUTCOME_CACHE_HIT)
     return JSONResponse(outcome.model_dump(mode="json"), headers=headers)

@@ -1,0 +1,52 @@
+"""Liveness and readiness probes.
+
+`/healthz` answers 200 as long as the process serves HTTP: it checks nothing else, so a slow
+database or WLK never gets a healthy process restarted. `/readyz` says whether this instance
+should receive transcriptions: the database answers, WhisperLiveKit accepted a WebSocket handshake
+recently (a cached probe, see `transcription/readiness.py`), and the process is not draining.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from aymurai.api.deps import ServiceDep
+from aymurai.errors import ShuttingDownError
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["operations"])
+
+OK = "ok"
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: 200 while the process serves requests."""
+    return {"status": OK}
+
+
+@router.get(
+    "/readyz",
+    responses={503: {"description": "A dependency failed; `checks` says which"}},
+)
+async def readyz(service: ServiceDep) -> JSONResponse:
+    """Readiness: 200 when the database and WhisperLiveKit answer, else 503 with the checks."""
+    checks: dict[str, str] = {}
+    try:
+        await service.store.ping()
+        checks["database"] = OK
+    except Exception as exc:  # any failure means "not ready", never a 500
+        logger.warning("readiness: database check failed: %s", exc)
+        checks["database"] = f"{getattr(exc, 'code', 'STORAGE_ERROR')}: {exc}"
+    problem = await service.upstream_probe.check()
+    checks["upstream"] = problem or OK
+    if not service.accepting:
+        checks["admission"] = f"{ShuttingDownError.code}: {ShuttingDownError.default_detail}"
+    ready = all(value == OK for value in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+    )

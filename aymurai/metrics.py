@@ -1,0 +1,129 @@
+"""Prometheus metrics of one gateway process, exposed at `GET /metrics`.
+
+`GatewayMetrics` owns its own `CollectorRegistry`: `create_app()` builds one and hands it to the
+transcription service, so several apps in one process (tests) never share or clash over series. We
+do not use prometheus-client's global default registry, because a module-level registry is import-
+time state (see STYLE §3) and would merge every app's numbers.
+
+Who records what (the layers only call methods here; nothing else imports prometheus-client):
+
+    api/routes/transcription.py   requests by endpoint and outcome, SSE streams active,
+                                  time to the first transcript event
+    transcription/service.py      cache lookups, queue wait, processing time, audio seconds,
+                                  real-time factor, upstream closes by code
+    (gauges read live)            requests queued, upstream sessions in use (admission queue)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+LATENCY_BUCKETS_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+PROCESSING_BUCKETS_SECONDS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0)
+REAL_TIME_FACTOR_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0)
+
+# Outcomes besides the stable error codes of `aymurai.errors`.
+OUTCOME_DONE = "done"
+OUTCOME_CACHE_HIT = "cache_hit"
+OUTCOME_CLIENT_GONE = "client_gone"
+
+
+class GatewayMetrics:
+    """The gateway's metric families, registered in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.streams_active = Gauge(
+            "aymurai_sse_streams_active",
+            "SSE transcription streams currently open to clients.",
+            registry=registry,
+        )
+        self.requests_queued = Gauge(
+            "aymurai_requests_queued",
+            "Transcriptions waiting in the admission queue for an upstream session.",
+            registry=registry,
+        )
+        self.upstream_sessions_in_use = Gauge(
+            "aymurai_upstream_sessions_in_use",
+            "Admitted transcriptions, each holding one WhisperLiveKit session (open or opening); "
+            "at most TRANSCRIBE_MAX_CONCURRENT_SESSIONS.",
+            registry=registry,
+        )
+        self.requests = Counter(
+            "aymurai_transcription_requests",
+            "Transcription requests by endpoint (stream, blocking) and outcome (done, cache_hit, "
+            "client_gone, or the error code).",
+            ["endpoint", "outcome"],
+            registry=registry,
+        )
+        self.time_to_first_transcript = Histogram(
+            "aymurai_time_to_first_transcript_seconds",
+            "From the upload being received to the first SSE transcription event with text "
+            "(queue wait included).",
+            buckets=LATENCY_BUCKETS_SECONDS,
+            registry=registry,
+        )
+        self.queue_wait = Histogram(
+            "aymurai_queue_wait_seconds",
+            "Time an admitted transcription waited for an upstream session.",
+            buckets=LATENCY_BUCKETS_SECONDS,
+            registry=registry,
+        )
+        self.processing = Histogram(
+            "aymurai_transcription_processing_seconds",
+            "Time from admission to the stored result of successful transcriptions.",
+            buckets=PROCESSING_BUCKETS_SECONDS,
+            registry=registry,
+        )
+        self.audio_transcribed = Counter(
+            "aymurai_audio_transcribed_seconds",
+            "Seconds of audio in successful transcriptions.",
+            registry=registry,
+        )
+        self.real_time_factor = Histogram(
+            "aymurai_transcription_real_time_factor",
+            "Processing time divided by audio duration, per successful transcription.",
+            buckets=REAL_TIME_FACTOR_BUCKETS,
+            registry=registry,
+        )
+        self.upstream_closes = Counter(
+            "aymurai_upstream_closes",
+            "WhisperLiveKit sessions ended, by WebSocket close code (1000: closed by us after "
+            "the result, a client leaving or shutdown; 1006: lost without a close frame).",
+            ["code"],
+            registry=registry,
+        )
+        self.cache_lookups = Counter(
+            "aymurai_cache_lookups",
+            "Lookups of a stored transcript for an upload, by result (hit, miss).",
+            ["result"],
+            registry=registry,
+        )
+
+    def watch_admission(self, *, queued: Callable[[], int], active: Callable[[], int]) -> None:
+        """Read the admission queue's counts at every scrape (no bookkeeping to drift)."""
+        self.requests_queued.set_function(queued)
+        self.upstream_sessions_in_use.set_function(active)
+
+    def count_request(self, endpoint: str, outcome: str) -> None:
+        self.requests.labels(endpoint=endpoint, outcome=outcome).inc()
+
+    def observe_success(self, *, processing_seconds: float, audio_seconds: float) -> None:
+        self.processing.observe(processing_seconds)
+        self.audio_transcribed.inc(audio_seconds)
+        if audio_seconds > 0:
+            self.real_time_factor.observe(processing_seconds / audio_seconds)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

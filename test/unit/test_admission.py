@@ -1,0 +1,131 @@
+"""AdmissionQueue: slots, FIFO order, positions, leaving the queue, overflow and shutdown."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+from anyio.abc import TaskGroup
+
+from aymurai.errors import QueueFullError, ShuttingDownError
+from aymurai.transcription.admission import AdmissionQueue, Ticket
+
+
+async def _wait_in_background(
+    group: TaskGroup, ticket: Ticket, positions: list[int], outcome: list[str]
+) -> None:
+    async def wait() -> None:
+        try:
+            await ticket.wait(positions.append)
+            outcome.append("granted")
+        except ShuttingDownError:
+            outcome.append("refused")
+
+    group.start_soon(wait)
+    await anyio.wait_all_tasks_blocked()
+
+
+def test_admission_grants_up_to_the_limit_then_queues() -> None:
+    """The first max_active reservations get a slot at once; the next ones wait in line."""
+    queue = AdmissionQueue(max_active=2, max_queued=5)
+    first, second, third = queue.reserve(), queue.reserve(), queue.reserve()
+    assert first.is_granted and second.is_granted and not third.is_granted
+    assert (queue.active, queue.queued) == (2, 1)
+
+
+def test_admission_queue_full_raises_with_retry_after() -> None:
+    """Past max_queued waiting requests, reserve() refuses with QUEUE_FULL and a Retry-After."""
+    queue = AdmissionQueue(max_active=1, max_queued=1)
+    queue.reserve()
+    queue.reserve()
+    with pytest.raises(QueueFullError) as caught:
+        queue.reserve()
+    assert caught.value.code == "QUEUE_FULL"
+    assert caught.value.retry_after_seconds > 0
+    assert queue.queued == 1
+
+
+def test_admission_zero_queue_refuses_as_soon_as_slots_are_taken() -> None:
+    """With max_queued=0 a request either gets a slot or QUEUE_FULL."""
+    queue = AdmissionQueue(max_active=1, max_queued=0)
+    assert queue.reserve().is_granted
+    with pytest.raises(QueueFullError):
+        queue.reserve()
+
+
+async def test_admission_positions_count_down_in_fifo_order() -> None:
+    """Waiting tickets see their position now and after each release, and are granted in order."""
+    queue = AdmissionQueue(max_active=1, max_queued=5)
+    running = queue.reserve()
+    waiting = [queue.reserve() for _ in range(3)]
+    positions: list[list[int]] = [[], [], []]
+    outcome: list[str] = []
+    async with anyio.create_task_group() as group:
+        for ticket, seen in zip(waiting, positions, strict=True):
+            await _wait_in_background(group, ticket, seen, outcome)
+        assert positions == [[1], [2], [3]]
+        running.release()
+        await anyio.wait_all_tasks_blocked()
+        assert waiting[0].is_granted and positions == [[1], [2, 1], [3, 2]]
+        waiting[0].release()
+        waiting[1].release()
+        await anyio.wait_all_tasks_blocked()
+        waiting[2].release()
+    assert positions == [[1], [2, 1], [3, 2, 1]]
+    assert outcome == ["granted"] * 3
+    assert (queue.active, queue.queued) == (0, 0)
+
+
+async def test_admission_leaving_the_queue_frees_the_place_without_moving_those_ahead() -> None:
+    """A waiting ticket released early leaves the line; only the tickets behind it move up."""
+    queue = AdmissionQueue(max_active=1, max_queued=2)
+    running = queue.reserve()
+    ahead = queue.reserve()
+    positions_ahead: list[int] = []
+    positions_behind: list[int] = []
+    outcome: list[str] = []
+    async with anyio.create_task_group() as group:
+        await _wait_in_background(group, ahead, positions_ahead, outcome)
+        leaving = queue.reserve()
+        with pytest.raises(QueueFullError):
+            queue.reserve()
+        leaving.release()
+        assert queue.queued == 1
+        behind = queue.reserve()  # the freed place is usable at once
+        await _wait_in_background(group, behind, positions_behind, outcome)
+        assert positions_ahead == [1] and positions_behind == [2]
+        running.release()
+        await anyio.wait_all_tasks_blocked()
+        ahead.release()
+        await anyio.wait_all_tasks_blocked()
+        behind.release()
+    assert positions_ahead == [1] and positions_behind == [2, 1]
+    assert not leaving.is_granted
+    assert (queue.active, queue.queued) == (0, 0)
+
+
+async def test_admission_close_refuses_waiting_and_new_tickets() -> None:
+    """Shutdown refuses every waiting ticket and later reservations; slots held stay held."""
+    queue = AdmissionQueue(max_active=1, max_queued=5)
+    running = queue.reserve()
+    waiting = queue.reserve()
+    outcome: list[str] = []
+    async with anyio.create_task_group() as group:
+        await _wait_in_background(group, waiting, [], outcome)
+        queue.close()
+    assert outcome == ["refused"]
+    with pytest.raises(ShuttingDownError):
+        queue.reserve()
+    waiting.release()
+    assert (queue.active, queue.queued) == (1, 0)
+    running.release()
+    assert queue.active == 0
+
+
+def test_admission_release_is_idempotent() -> None:
+    """Releasing a ticket twice frees its slot once."""
+    queue = AdmissionQueue(max_active=2, max_queued=0)
+    first = queue.reserve()
+    queue.reserve()
+    first.release()
+    first.release()
+    assert queue.active == 1
