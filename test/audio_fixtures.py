@@ -181,8 +181,10 @@ def write_audio_file(
         if spec.video:
             # Added first so the audio is not stream 0: the decoder must pick the audio stream.
             video = container.add_stream("mpeg4", rate=10)
+            assert isinstance(video, av.VideoStream)
             video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
         stream = container.add_stream(spec.codec, rate=rate, options=dict(spec.codec_options))
+        assert isinstance(stream, av.AudioStream)
         stream.codec_context.layout = layout
         if spec.codec == "libopus" and channels > 2:
             stream.codec_context.options = {**spec.codec_options, "mapping_family": "1"}
@@ -206,15 +208,14 @@ def write_audio_file(
 
 
 def _write_black_video(
-    container: av.container.OutputContainer, video: object, seconds: float
+    container: av.container.OutputContainer, video: av.VideoStream, seconds: float
 ) -> None:
-    stream = video  # typed loosely: PyAV's stream classes are not in the stubs we rely on
     image = np.zeros((32, 32, 3), dtype=np.uint8)
     for index in range(max(1, math.ceil(seconds * 10))):
         frame = av.VideoFrame.from_ndarray(image, format="rgb24")
         frame.pts = index
-        container.mux(stream.encode(frame))  # type: ignore[attr-defined]
-    container.mux(stream.encode(None))  # type: ignore[attr-defined]
+        container.mux(video.encode(frame))
+    container.mux(video.encode(None))
 
 
 def make_audio_file(
@@ -281,6 +282,7 @@ def make_video_only_file(directory: Path, *, seconds: float = 1.0) -> Path:
     path = Path(directory) / "video-only.mp4"
     with av.open(str(path), "w", format="mp4") as container:
         video = container.add_stream("mpeg4", rate=10)
+        assert isinstance(video, av.VideoStream)
         video.width, video.height, video.pix_fmt = 32, 32, "yuv420p"
         _write_black_video(container, video, seconds)
     return path

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,10 +124,11 @@ def probe_audio(path: Path) -> AudioInfo:
     return AudioInfo(format_name, codec, duration, channels, sample_rate)
 
 
-def iter_pcm_chunks(path: Path, *, chunk_seconds: float = 1.0) -> Iterator[bytes]:
+def iter_pcm_chunks(path: Path, *, chunk_seconds: float = 1.0) -> Generator[bytes, None, None]:
     """Decode `path` to 16 kHz mono s16le PCM, yielding fixed-size chunks.
 
-    Nothing is opened until the first ``next()``; ``close()`` releases the file at once.
+    A generator (not just an iterator) so callers can ``close()`` it: nothing is opened until the
+    first ``next()``, and ``close()`` releases the file at once.
 
     Args:
         path: a seekable regular file (not a pipe: see the module docstring).
