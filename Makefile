@@ -24,7 +24,7 @@ run: ## Run the gateway (migrates the database, serves on API_HOST:API_PORT)
 	$(BIN)/aymurai-api
 
 simulator: ## Run the WLK protocol simulator on 127.0.0.1:8000 (synthetic transcripts, no GPU)
-	$(BIN)/aymurai-wlk-simulator --host 127.0.0.1 --port 8000
+	$(BIN)/aymurai-wlk-simulator --host 127.0.0.1 --port 8000 --speed 4
 
 format: ## Format and fix lint in place
 	$(BIN)/ruff format aymurai test bench alembic

@@ -201,3 +201,46 @@ def document_text(document: dict[str, Any]) -> str:
 
 def document_words(document: dict[str, Any]) -> list[str]:
     return document_text(document).split()
+
+
+async def eventually(predicate: Any, *, timeout_seconds: float = 5.0, what: str = "") -> None:
+    """Poll `predicate()` until true; fail after the (scaled) timeout."""
+    deadline = asyncio.get_running_loop().time() + seconds(timeout_seconds)
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what or predicate}")
+        await asyncio.sleep(0.02)
+
+
+async def raw_http_request(
+    base_url: str, head: bytes, body_chunks: Any, *, timeout_seconds: float = 10.0
+) -> tuple[bytes, int]:
+    """Send a hand-made HTTP request over a raw socket while reading the answer concurrently.
+
+    Returns the response status line and how many body bytes were written before the server
+    answered (so a test can tell the server stopped reading early).
+    """
+    host, port = base_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    sent = 0
+    try:
+        async with asyncio.timeout(seconds(timeout_seconds)):
+            writer.write(head)
+            status_task = asyncio.create_task(reader.readline())
+            for chunk in body_chunks:
+                if status_task.done():
+                    break
+                writer.write(chunk)
+                try:
+                    await writer.drain()
+                except ConnectionError:
+                    break
+                sent += len(chunk)
+            status_line = await status_task
+            return status_line, sent
+    finally:
+        writer.close()
+        try:
+            await writer.wait_closed()
+        except ConnectionError:
+            pass

@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 import anyio
 from anyio.abc import TaskGroup
 
+from aymurai.errors import GatewayError
+
 
 def _leaf_exceptions(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     leaves: list[BaseException] = []
@@ -21,7 +23,7 @@ def _leaf_exceptions(group: BaseExceptionGroup[BaseException]) -> list[BaseExcep
 
 @asynccontextmanager
 async def open_task_group() -> AsyncIterator[TaskGroup]:
-    """An anyio task group that re-raises a lone failure as itself, not wrapped in a group.
+    """An anyio task group that re-raises its failure as itself, not wrapped in a group.
 
     The first stage to fail cancels its siblings; the handlers above then see the real error
     (e.g. `UpstreamTimeoutError`) instead of an `ExceptionGroup` of one.
@@ -36,5 +38,9 @@ async def open_task_group() -> AsyncIterator[TaskGroup]:
             if not isinstance(leaf, anyio.get_cancelled_exc_class())
         ]
         if len(leaves) == 1:
+            raise leaves[0] from None
+        # One upstream failure often surfaces in two stages at once (the sender and the reader
+        # both see the socket close); they describe the same event, so report the first.
+        if leaves and all(isinstance(leaf, GatewayError) for leaf in leaves):
             raise leaves[0] from None
         raise

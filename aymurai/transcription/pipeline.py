@@ -55,7 +55,10 @@ async def pump_pcm(
                 chunk = await anyio.to_thread.run_sync(next, chunks, None, limiter=limiter)
                 if chunk is None:
                     return
-                await outbound.send(chunk)
+                try:
+                    await outbound.send(chunk)
+                except anyio.BrokenResourceError:
+                    return  # the session ended (failed or cancelled): its error is the story
     finally:
         # Frees the container at once; the generator is never running here because each
         # thread hop completes before cancellation is delivered.
@@ -88,13 +91,20 @@ async def run_transcription(
     started = time.monotonic()
     first_snapshot_logged = False
 
+    published_key: tuple[object, ...] | None = None
+
     def on_progress(progress: SessionProgress) -> None:
-        nonlocal current_time, first_snapshot_logged
+        nonlocal current_time, first_snapshot_logged, published_key
         current_time = min(total, max(current_time, progress.processed_seconds))
-        if not first_snapshot_logged and progress.snapshot.lines:
+        snapshot = progress.snapshot
+        if not first_snapshot_logged and snapshot.lines:
             first_snapshot_logged = True
             logger.info("first transcript from WLK after %.2f s", time.monotonic() - started)
-        job.publish(Transcribing(job.document_id, progress.snapshot, current_time, total))
+        # WLK re-sends when only its lag counters move; clients hear only about real changes.
+        key = (snapshot.lines, snapshot.tail_text, current_time)
+        if key != published_key:
+            published_key = key
+            job.publish(Transcribing(job.document_id, snapshot, current_time, total))
 
     job.publish(Transcribing(job.document_id, None, 0.0, total))
     send_pcm, receive_pcm = anyio.create_memory_object_stream[bytes](PCM_BUFFER_CHUNKS)
