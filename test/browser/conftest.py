@@ -61,13 +61,17 @@ async def browser() -> AsyncIterator[Browser]:
             await instance.close()
 
 
-@pytest.fixture
-def web_gateway(gateway: RunningGateway) -> RunningGateway:
-    """The gateway, serving the web page."""
+def include_page(gateway: RunningGateway) -> None:
     # create_app() is expected to include web.router; until it does, add it here so that this
     # tier tests the page rather than the app's wiring (the route table is read per request).
     if not any(getattr(route, "path", None) == "/" for route in gateway.app.routes):
         gateway.app.include_router(web.router)
+
+
+@pytest.fixture
+def web_gateway(gateway: RunningGateway) -> RunningGateway:
+    """The gateway, serving the web page."""
+    include_page(gateway)
     return gateway
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,13 +14,14 @@ import webvtt
 
 from aymurai.cli.formats import format_clock, render, speaker_label
 from aymurai.cli.live import format_duration
+from aymurai.simulator import WLKSimulator
 from aymurai.transcription.schemas import ASRDocument
 from test.audio_fixtures import make_audio_file, make_text_file
-from test.browser.conftest import SCREENSHOTS
-from test.e2e import RunningGateway
+from test.browser.conftest import SCREENSHOTS, include_page
+from test.e2e import RunningGateway, make_settings, run_gateway, seconds, stream_transcription
 
 if TYPE_CHECKING:
-    from playwright.async_api import Page
+    from playwright.async_api import Browser, Page
 
 pytestmark = pytest.mark.browser
 
@@ -232,3 +235,58 @@ async def test_page_hour_long_transcript_updates_only_changed_paragraph(page: Pa
     # Generous bounds for a 2-core CI runner; the point is "milliseconds, not seconds".
     assert result["firstRender"] < 2000, result
     assert result["slowestUpdate"] < 100, result
+
+
+@pytest.fixture
+async def paced_simulator() -> AsyncIterator[WLKSimulator]:
+    """A simulator at 4x real time, so the page sees a queue and a growing transcript."""
+    async with WLKSimulator(profile="0.2.26", speed=4.0) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+async def one_slot_gateway(
+    tmp_path: Path, paced_simulator: WLKSimulator
+) -> AsyncIterator[RunningGateway]:
+    """A gateway with a single upstream slot, so a second upload has to queue."""
+    settings = make_settings(
+        tmp_path, transcribe_ws_uri=paced_simulator.url, transcribe_max_concurrent_sessions=1
+    )
+    async with run_gateway(settings) as running:
+        include_page(running)
+        yield running
+
+
+async def test_page_shows_queue_position_then_growing_transcript(
+    browser: Browser,
+    one_slot_gateway: RunningGateway,
+    paced_simulator: WLKSimulator,
+    tmp_path: Path,
+) -> None:
+    """While another upload holds the only slot the page shows its queue position, then grows."""
+    blocker = make_audio_file(tmp_path, fmt="wav_s16", tone_hz=1000.0, seconds=12.0, name="a")
+    audio = make_audio_file(tmp_path, fmt="wav_s16", tone_hz=TONES, name="queued")
+    context = await browser.new_context()
+    context.set_default_timeout(30_000)
+    page = await context.new_page()
+    try:
+        await page.goto(one_slot_gateway.base_url + "/")
+        async with one_slot_gateway.client() as client:
+            blocking = asyncio.create_task(stream_transcription(client, blocker))
+            try:
+                await paced_simulator.wait_for_sessions(1, timeout=seconds(20))
+                await page.set_input_files("#file-input", str(audio))
+                await page.click("#start-button")
+                await page.wait_for_selector("body[data-state=queued]", state="attached")
+                assert await page.text_content("#queue-position") == "Next in line"
+                await page.wait_for_selector("#transcript .paragraph.tentative")
+                assert await page.get_attribute("body", "data-state") == "transcribing"
+                await page.wait_for_selector(FINISHED, state="attached")
+                assert await page.get_attribute("body", "data-state") == "done"
+            finally:
+                async with asyncio.timeout(seconds(30)):
+                    await blocking
+        assert await page.locator("#transcript .paragraph.tentative").count() == 0
+        assert await page.is_hidden("#queue-position")
+    finally:
+        await context.close()
