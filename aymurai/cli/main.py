@@ -171,8 +171,15 @@ def transcribe(args: argparse.Namespace, stderr: Console) -> ASRDocument:
 
 def write_result(text: str, output: Path | None) -> None:
     if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError as exc:
+            # The reader went away (`| head`): no traceback, and no second error at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise ClientError(
+                "FILE_ERROR", "stdout was closed before the result was written"
+            ) from exc
         return
     try:
         output.write_text(text, encoding="utf-8")
