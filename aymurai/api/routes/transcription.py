@@ -146,6 +146,7 @@ async def _cached_or_started(
 @router.post(
     "/asr/transcribe/stream",
     response_class=EventStreamResponse,
+    status_code=200,
     responses={200: {"content": {"text/event-stream": {}}}, **ERROR_RESPONSES},
     openapi_extra=UPLOAD_OPENAPI,
 )
