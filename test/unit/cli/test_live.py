@@ -6,10 +6,11 @@ import io
 import uuid
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from aymurai.cli.live import LiveView, make_view
-from aymurai.cli.main import choose_format
+from aymurai.cli.main import choose_format, main
 from aymurai.cli.stream import Done, Progress, Queued
 from aymurai.transcription.schemas import ASRDocument, ASRParagraph
 
@@ -66,3 +67,32 @@ def test_choose_format_follows_output_suffix() -> None:
     assert choose_format(None, Path("x.VTT")) == "vtt"
     assert choose_format(None, Path("x.doc")) == "txt"
     assert choose_format(None, None) == "txt"
+
+
+def test_live_view_cuts_a_tail_taller_than_the_screen() -> None:
+    """A tail longer than the screen is shown from its end, prefixed with an ellipsis."""
+    console = Console(file=io.StringIO(), force_terminal=True, width=40, height=8)
+    view = LiveView(console, filename="a.wav")
+    try:
+        words = " ".join(f"w{i}" for i in range(300))
+        view.show(Progress(make_document(words, current=1.0)))
+        screen = Console(file=io.StringIO(), width=40, height=8, color_system=None)
+        with screen.capture() as capture:
+            screen.print(view._render())
+    finally:
+        view.close()
+    lines = capture.get().splitlines()
+    assert len(lines) <= screen.size.height
+    assert lines[0].startswith("…")
+    assert "w299" in lines[-2]
+
+
+def test_main_help_documents_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    """`transcribe --help` lists every exit code and exits 0."""
+    with pytest.raises(SystemExit) as caught:
+        main(["transcribe", "--help"])
+    assert caught.value.code == 0
+    help_text = capsys.readouterr().out
+    for code in ("0 ", "3 ", "4 ", "5 ", "6 ", "7 ", "130 "):
+        assert f"\n  {code}" in help_text
+    assert "INVALID_AUDIO" in help_text and "--no-cache" in help_text
