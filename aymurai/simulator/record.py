@@ -34,6 +34,8 @@ class SessionRecord:
     closed_at: float | None = None
     close_code: int | None = None
     """Code of the close frame received from the client; None if none arrived (e.g. TCP drop)."""
+    max_lead_seconds: float = 0.0
+    """Most audio received but not yet processed, measured as each frame arrived."""
     messages_sent: int = 0
     max_frame_bytes: int = 0
     dropped_pcm_bytes: int = 0

@@ -160,6 +160,9 @@ class Session:
             self._audio_arrived.set()
             return
         record.pcm.extend(message)
+        # How far the client runs ahead of processing: what a pacing client must bound.
+        lead = (len(record.pcm) - self._processed_bytes) / BYTES_PER_SECOND
+        record.max_lead_seconds = max(record.max_lead_seconds, lead)
         if self._first_audio_at is None:
             self._first_audio_at = time.monotonic()
         if not self._live:
