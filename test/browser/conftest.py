@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from aymurai.api.routes import web
 from test.e2e import RunningGateway, require
 
 if TYPE_CHECKING:
@@ -61,22 +60,8 @@ async def browser() -> AsyncIterator[Browser]:
             await instance.close()
 
 
-def include_page(gateway: RunningGateway) -> None:
-    # create_app() is expected to include web.router; until it does, add it here so that this
-    # tier tests the page rather than the app's wiring (the route table is read per request).
-    if not any(getattr(route, "path", None) == "/" for route in gateway.app.routes):
-        gateway.app.include_router(web.router)
-
-
 @pytest.fixture
-def web_gateway(gateway: RunningGateway) -> RunningGateway:
-    """The gateway, serving the web page."""
-    include_page(gateway)
-    return gateway
-
-
-@pytest.fixture
-async def page(browser: Browser, web_gateway: RunningGateway) -> AsyncIterator[Page]:
+async def page(browser: Browser, gateway: RunningGateway) -> AsyncIterator[Page]:
     """A fresh page on the gateway's `/`; console errors fail the test."""
     context = await browser.new_context(
         accept_downloads=True, viewport={"width": 1100, "height": 900}
@@ -85,7 +70,7 @@ async def page(browser: Browser, web_gateway: RunningGateway) -> AsyncIterator[P
     tab = await context.new_page()
     errors: list[str] = []
     tab.on("pageerror", lambda error: errors.append(str(error)))
-    await tab.goto(web_gateway.base_url + "/")
+    await tab.goto(gateway.base_url + "/")
     try:
         yield tab
     finally:

@@ -17,7 +17,7 @@ from aymurai.cli.live import format_duration
 from aymurai.simulator import WLKSimulator
 from aymurai.transcription.schemas import ASRDocument
 from test.audio_fixtures import make_audio_file, make_text_file
-from test.browser.conftest import SCREENSHOTS, include_page
+from test.browser.conftest import SCREENSHOTS
 from test.e2e import RunningGateway, make_settings, run_gateway, seconds, stream_transcription
 
 if TYPE_CHECKING:
@@ -54,14 +54,14 @@ async def rendered_paragraphs(page: Page) -> list[dict[str, Any]]:
 
 
 async def test_page_transcript_equals_done_document(
-    page: Page, web_gateway: RunningGateway, tmp_path: Path
+    page: Page, gateway: RunningGateway, tmp_path: Path
 ) -> None:
     """After an upload the page shows exactly the paragraphs of the stored final document."""
     audio = make_audio_file(tmp_path, fmt="ogg_opus", tone_hz=TONES, name="hearing")
     state = await transcribe_in_page(page, audio)
     assert state == "done", await page.text_content("#error")
     document_id = await page.get_attribute("#result", "data-document-id")
-    async with web_gateway.client() as client:
+    async with gateway.client() as client:
         response = await client.get(f"/asr/validation/document/{document_id}")
     assert response.status_code == 200, response.text
     document = ASRDocument.model_validate_json(response.content)
@@ -253,7 +253,6 @@ async def one_slot_gateway(
         tmp_path, transcribe_ws_uri=paced_simulator.url, transcribe_max_concurrent_sessions=1
     )
     async with run_gateway(settings) as running:
-        include_page(running)
         yield running
 
 
