@@ -289,3 +289,30 @@ async def test_page_shows_queue_position_then_growing_transcript(
         assert await page.is_hidden("#queue-position")
     finally:
         await context.close()
+
+
+async def test_page_cancel_aborts_stream_and_frees_upstream(
+    browser: Browser,
+    one_slot_gateway: RunningGateway,
+    paced_simulator: WLKSimulator,
+    tmp_path: Path,
+) -> None:
+    """Cancel mid-transcription: the page says so and the gateway closes the upstream session."""
+    audio = make_audio_file(tmp_path, fmt="wav_s16", tone_hz=440.0, seconds=60.0, name="long")
+    context = await browser.new_context()
+    context.set_default_timeout(30_000)
+    page = await context.new_page()
+    try:
+        await page.goto(one_slot_gateway.base_url + "/")
+        await page.set_input_files("#file-input", str(audio))
+        await page.click("#start-button")
+        await page.wait_for_selector("#transcript .paragraph")
+        await page.click("#cancel-button")
+        await page.wait_for_selector("body[data-state=cancelled]", state="attached")
+        assert await page.text_content("#status-text") == "Cancelled"
+        assert await page.is_enabled("#start-button")
+        assert await page.is_disabled("#downloads button[data-format=txt]")
+        session = await paced_simulator.wait_for_session_closed(0, timeout=seconds(20))
+        assert session.is_closed
+    finally:
+        await context.close()
