@@ -5,8 +5,9 @@
 #     CPU-only torch, numba and onnxruntime, every version pinned in
 #     test/contract/requirements-wlk.txt. No model weights: the tests run WLK with a stub ASR
 #     (test/contract/wlk_stub_server.py);
-#   * optionally (WLK_0217=1) .venv-wlk-0217 with PyPI whisperlivekit 0.2.17, the version users run
-#     (test/contract/requirements-wlk-0217.txt).
+#   * .venv-wlk-0217: PyPI whisperlivekit 0.2.17, the version our users run, with librosa and the
+#     fork's fastapi/uvicorn/websockets pins (test/contract/requirements-wlk-0217.txt); skip it with
+#     WLK_0217=0 (the 0.2.17 tests then skip locally and fail in CI).
 #
 # Idempotent and non-interactive: a venv whose stamp matches its requirements file is left alone.
 # Safe in CI as root on a fresh Debian machine; as non-root, apt-get goes through sudo.
@@ -15,7 +16,7 @@
 #   PYTHON            interpreter for the venvs (default: python3.11, else python3; must be 3.11)
 #   TORCH_WHEEL_DIR   directory holding torch-2.13.0+cpu-cp311-*.whl (default /opt/wheels);
 #                     without it torch comes from https://download.pytorch.org/whl/cpu
-#   WLK_0217          1 = also build .venv-wlk-0217 (default 0)
+#   WLK_0217          0 = do not build .venv-wlk-0217 (default 1)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,7 +24,7 @@ cd "$ROOT"
 
 PIP_VERSION="26.3"
 TORCH_WHEEL_DIR="${TORCH_WHEEL_DIR:-/opt/wheels}"
-WLK_0217="${WLK_0217:-0}"
+WLK_0217="${WLK_0217:-1}"
 
 log() { printf '[install-contract] %s\n' "$*" >&2; }
 
@@ -75,6 +76,7 @@ build_venv() {
     want="$(sha256sum "$req" | cut -d' ' -f1) pip=$PIP_VERSION python=$("$PYTHON" -c 'import platform; print(platform.python_version())')"
     if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
         log "$venv is up to date ($req)"
+        echo '*' >"$venv/.gitignore"
         return 0
     fi
     log "creating $venv from $req"
@@ -88,6 +90,7 @@ build_venv() {
     mapfile -t torch_args < <(torch_source_args)
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
         "${torch_args[@]}" -r "$req"
+    echo '*' >"$venv/.gitignore"  # keep the venv out of git whatever the repo's .gitignore says
     echo "$want" >"$stamp"
     log "$venv ready in $((SECONDS - started)) s, $(du -sh "$venv" | cut -f1)"
 }

@@ -1,7 +1,7 @@
 """Fixtures for the contract tier (pytest -m contract): real WLK server code, stub ASR, real speech.
 
-Missing `.venv-wlk` or espeak-ng: the tests skip locally and fail in CI (`CI` set); see
-`make install-contract` and docs/contract-tests.md.
+Missing `.venv-wlk`, `.venv-wlk-0217` or espeak-ng: the tests skip locally and fail in CI (`CI`
+set); see `make install-contract` and docs/contract-tests.md.
 """
 
 from __future__ import annotations
@@ -11,13 +11,26 @@ from pathlib import Path
 
 import pytest
 
-from .wlk_harness import RealWlk, start_real_wlk, stop_real_wlk, synthesize_speech, wav_to_pcm16k
+from .wlk_harness import (
+    WLK_VENVS,
+    RealWlk,
+    start_real_wlk,
+    stop_real_wlk,
+    synthesize_speech,
+    wav_to_pcm16k,
+)
+
+
+@pytest.fixture(params=list(WLK_VENVS))
+def wlk_version(request: pytest.FixtureRequest) -> str:
+    """Every WLK version under test; tests using the real server run once per version."""
+    return str(request.param)
 
 
 @pytest.fixture
-def real_wlk_server(tmp_path: Path) -> Iterator[RealWlk]:
-    """The real WLK 0.2.26 server (stub ASR, `--pcm-input`) on a free port."""
-    server, pump = start_real_wlk(tmp_path)
+def real_wlk_server(tmp_path: Path, wlk_version: str) -> Iterator[RealWlk]:
+    """The real WLK server of `wlk_version` (stub ASR, `--pcm-input`) on a free port."""
+    server, pump = start_real_wlk(tmp_path, version=wlk_version)
     try:
         yield server
     finally:

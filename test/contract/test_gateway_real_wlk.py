@@ -77,8 +77,11 @@ async def test_gateway_streams_real_wlk_transcript_then_serves_cache(
     assert done["current_time"] == done["total_time"]
 
     paragraphs = done["document"]
-    # The 6 s pause becomes a WLK silence line, which splits the transcript into paragraphs.
-    assert len(paragraphs) >= 2, paragraphs
+    if real_wlk_server.version != "0.2.17":
+        # The 6 s pause becomes a WLK silence line, which splits the transcript into paragraphs.
+        # (0.2.17 times silences on the wall clock: fed faster than real time, the pause shrinks
+        # to ~0 s and the transcript stays one paragraph.)
+        assert len(paragraphs) >= 2, paragraphs
     bounds = [(p["start"], p["end"]) for p in paragraphs]
     assert all(0.0 <= start <= end <= done["total_time"] + 0.5 for start, end in bounds), bounds
     assert bounds == sorted(bounds), bounds

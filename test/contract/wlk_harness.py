@@ -25,7 +25,9 @@ import soxr
 
 ROOT = Path(__file__).resolve().parents[2]
 STUB_SERVER = Path(__file__).resolve().parent / "wlk_stub_server.py"
-WLK_VENVS = {"0.2.26": ROOT / ".venv-wlk"}
+# WLK versions under test: 0.2.26 (upstream, forward-compatible target) and 0.2.17 (what our users
+# run: the AymurAI fork is 0.2.17 + a diarization fix that the stub ASR does not exercise).
+WLK_VENVS = {"0.2.26": ROOT / ".venv-wlk", "0.2.17": ROOT / ".venv-wlk-0217"}
 LISTENING_PREFIX = "WLK_STUB_LISTENING port="
 STARTUP_TIMEOUT_S = 120.0  # first start after install imports torch, numba, onnxruntime cold
 STOP_TIMEOUT_S = 10.0
