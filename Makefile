@@ -44,6 +44,12 @@ test-unit: ## Run the unit tests only (no sockets)
 test-integration: ## Run the integration tests (real HTTP, WLK simulator)
 	$(BIN)/pytest test/integration
 
+test-contract: ## Run the contract tier against the real WhisperLiveKit server code (stub ASR)
+	$(BIN)/pytest test/contract
+
+test-browser: ## Run the browser tier (headless Chromium through Playwright)
+	$(BIN)/pytest test/browser
+
 migrate: ## Upgrade the database to the newest migration
 	$(BIN)/alembic upgrade head
 
@@ -54,4 +60,4 @@ clean: ## Remove caches and build leftovers (keeps .venv and data/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info test-output
 
 
-.PHONY: help install install-contract install-browser run simulator format lint test test-unit test-integration migrate revision clean
+.PHONY: help install install-contract install-browser run simulator format lint test test-unit test-integration test-contract test-browser migrate revision clean
