@@ -38,9 +38,11 @@ async def open_task_group() -> AsyncIterator[TaskGroup]:
             if not isinstance(leaf, anyio.get_cancelled_exc_class())
         ]
         if len(leaves) == 1:
-            raise leaves[0] from None
+            # `from leaf.__cause__`, not `from None`: keep the adapter's `from exc` chain (the
+            # WebSocket close code behind an UpstreamError, for logs and metrics).
+            raise leaves[0] from leaves[0].__cause__
         # One upstream failure often surfaces in two stages at once (the sender and the reader
         # both see the socket close); they describe the same event, so report the first.
         if leaves and all(isinstance(leaf, GatewayError) for leaf in leaves):
-            raise leaves[0] from None
+            raise leaves[0] from leaves[0].__cause__
         raise

@@ -87,6 +87,13 @@ async def _receive(request: Request, settings: Settings) -> SpooledUpload:
     return upload
 
 
+def _has_text(update: JobUpdate | Keepalive) -> bool:
+    if isinstance(update, Transcribing):
+        snapshot = update.snapshot
+        return snapshot is not None and bool(snapshot.speech_lines or snapshot.tail_text)
+    return isinstance(update, Done) and bool(update.document.document)
+
+
 async def _observed(
     updates: AsyncIterator[JobUpdate | Keepalive], metrics: GatewayMetrics, *, received_at: float
 ) -> AsyncIterator[JobUpdate | Keepalive]:
@@ -97,12 +104,11 @@ async def _observed(
     try:
         async with aclosing(updates):  # type: ignore[type-var]
             async for update in updates:
-                if isinstance(update, Transcribing) and not first_text_seen:
-                    snapshot = update.snapshot
-                    if snapshot is not None and (snapshot.speech_lines or snapshot.tail_text):
-                        first_text_seen = True
-                        metrics.time_to_first_transcript.observe(time.monotonic() - received_at)
-                elif isinstance(update, Done):
+                if not first_text_seen and _has_text(update):
+                    # A short file may go straight to `done`: that is its first transcript.
+                    first_text_seen = True
+                    metrics.time_to_first_transcript.observe(time.monotonic() - received_at)
+                if isinstance(update, Done):
                     outcome = OUTCOME_DONE
                 elif isinstance(update, Failed):
                     outcome = update.code
