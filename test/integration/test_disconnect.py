@@ -72,3 +72,26 @@ async def test_disconnect_then_same_upload_transcribes_fully(tmp_path: Path) -> 
     assert events[-1].event == "done"
     assert len(events) > 1, "a cache hit would be a single frame"
     assert events[-1].json()["document"][0]["text"].split() == ["f440"] * 40
+
+
+async def test_slow_client_never_stalls_upstream(tmp_path: Path) -> None:
+    """A client that stops reading does not hold WLK: the session completes and closes normally,
+    and the client later finds `done` waiting."""
+    async with WLKSimulator(speed=20.0) as simulator:
+        settings = make_settings(tmp_path, transcribe_ws_uri=simulator.url)
+        audio = make_audio_file(tmp_path, fmt="wav_s16", seconds=20.0, tone_hz=440)
+        async with run_gateway(settings) as gateway, gateway.client() as client:
+            async with asyncio.timeout(seconds(20)):
+                async with client.stream(
+                    "POST", "/asr/transcribe/stream", files=upload_files(audio)
+                ) as response:
+                    frames = aiter(iter_sse(response))
+                    first = await anext(frames)
+                    # Stop reading while WLK works through the whole file.
+                    record = await simulator.wait_for_session_closed(0, timeout=seconds(10))
+                    rest = [frame async for frame in frames]
+    assert first.event == "transcription"
+    assert record.ready_to_stop_sent_at is not None
+    assert record.close_code == 1000
+    events = [frame for frame in rest if frame.event]
+    assert events[-1].event == "done"
