@@ -136,3 +136,46 @@ async def test_wlk_asr_streams_speech_to_final_transcript(
         assert kinds == ["speech", "silence", "speech"], final["lines"]
         starts = [parse_time(line["start"]) for line in final["lines"]]
         assert starts == sorted(starts), "lines are not in time order"
+
+
+QUIET_S = 3.0
+
+
+async def test_wlk_asr_quiet_once_caught_up_until_end_of_stream(
+    real_wlk_server: RealWlk, speech_pcm: bytes
+) -> None:
+    """Fed ahead of real time, 0.2.26 is silent once caught up (0.2.17 keeps sending) until b""."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(SESSION_TIMEOUT_S):
+        async with connect(real_wlk_server.url, max_size=None) as ws:
+            await ws.recv()  # config
+            step = int(SAMPLE_RATE * FRAME_SECONDS) * 2
+            for offset in range(0, len(speech_pcm), step):
+                await ws.send(speech_pcm[offset : offset + step])
+            # ~20 s of audio sent at once: the wall clock stays behind the audio clock for the
+            # whole observation window, so the wall-clock lag field is clamped to 0.
+            is_0217 = real_wlk_server.version == "0.2.17"
+            window = QUIET_S if is_0217 else 3 * QUIET_S
+            started = loop.time()
+            gaps: list[float] = []
+            last = started
+            quiet = False
+            while loop.time() - started < window:
+                try:
+                    await asyncio.wait_for(ws.recv(), timeout=QUIET_S)
+                except TimeoutError:
+                    quiet = True
+                    break
+                gaps.append(loop.time() - last)
+                last = loop.time()
+            if is_0217:
+                # Unchanged snapshots are re-sent about every 50 ms: never quiet.
+                assert not quiet and max(gaps) < 1.0, gaps
+            else:
+                assert quiet, f"no {QUIET_S} s silence within {window} s: gaps {gaps}"
+
+            eos = loop.time()
+            await ws.send(b"")
+            messages = await receive_until_ready(ws)
+            assert loop.time() - eos < 2.0  # caught up: the final answer comes at once
+    assert final_words(messages[-2]) == real_wlk_server.words()
