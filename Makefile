@@ -14,7 +14,7 @@ install: ## Create .venv and install the gateway with its dev tools
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 
-install-contract: ## Install the real WhisperLiveKit server code (stub ASR, no weights) into .venv-wlk
+install-contract: ## Install the real WhisperLiveKit server code (0.2.26 and 0.2.17, stub ASR, no weights) into .venv-wlk*
 	bash scripts/install-contract.sh
 
 install-browser: ## Install Chromium + Playwright for the browser tests (Debian packages)
