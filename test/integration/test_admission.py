@@ -180,7 +180,14 @@ async def test_admission_queue_full_answers_503_and_a_leaver_frees_its_place(
             assert successor.positions() == [1]
             await running.finish()
             await successor.finish()
+            outcomes = service.metrics.requests.collect()[0].samples
 
+    counted = {
+        sample.labels["outcome"]: sample.value
+        for sample in outcomes
+        if sample.name.endswith("_total") and sample.labels["endpoint"] == "stream"
+    }
+    assert counted == {"done": 2, "QUEUE_FULL": 1, "client_gone": 1}
     assert running.events[-1].event == "done"
     assert successor.events[-1].event == "done"
     assert document_words(successor.events[-1].json()) == _words(770)
