@@ -149,6 +149,28 @@ async def _cached_or_started(
         raise
 
 
+async def _accept(
+    request: Request,
+    service: TranscriptionService,
+    settings: Settings,
+    *,
+    endpoint: str,
+    use_cache: bool,
+) -> tuple[SpooledUpload, ASRDocument | TranscriptionJob, float]:
+    """Receive, then answer from the cache or start a job; rejections are counted per endpoint.
+
+    Returns the upload, the outcome and when the upload was fully received (monotonic).
+    """
+    try:
+        upload = await _receive(request, settings)
+        received_at = time.monotonic()
+        outcome = await _cached_or_started(service, upload, use_cache=use_cache)
+    except GatewayError as exc:
+        service.metrics.count_request(endpoint, exc.code)
+        raise
+    return upload, outcome, received_at
+
+
 @router.post(
     "/asr/transcribe/stream",
     response_class=EventStreamResponse,
@@ -161,13 +183,9 @@ async def transcribe_stream(
 ) -> Response:
     """Transcribe an audio file, streaming the transcript as Server-Sent Events."""
     metrics = service.metrics
-    try:
-        upload = await _receive(request, settings)
-        received_at = time.monotonic()
-        outcome = await _cached_or_started(service, upload, use_cache=use_cache)
-    except GatewayError as exc:
-        metrics.count_request("stream", exc.code)
-        raise
+    upload, outcome, received_at = await _accept(
+        request, service, settings, endpoint="stream", use_cache=use_cache
+    )
     headers = {"X-Document-Id": str(upload.document_id)}
     if isinstance(outcome, ASRDocument):
         metrics.count_request("stream", OUTCOME_CACHE_HIT)
@@ -196,12 +214,9 @@ async def transcribe_blocking(
 ) -> Response:
     """Deprecated: transcribe an audio file and answer once it is done. Use the stream."""
     metrics = service.metrics
-    try:
-        upload = await _receive(request, settings)
-        outcome = await _cached_or_started(service, upload, use_cache=use_cache)
-    except GatewayError as exc:
-        metrics.count_request("blocking", exc.code)
-        raise
+    upload, outcome, _ = await _accept(
+        request, service, settings, endpoint="blocking", use_cache=use_cache
+    )
     headers = {"X-Document-Id": str(upload.document_id)}
     if isinstance(outcome, TranscriptionJob):
         result = await outcome.wait_for_result()
