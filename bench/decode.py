@@ -371,6 +371,11 @@ def render(args, source, rows, alternatives, summary, elapsed_s) -> str:  # type
         "RSS = peak RSS added during the decode. RTF = audio seconds per wall second. "
         "First chunk = end of probe to first 1 s chunk.",
         "",
+        f"librosa decodes the longest file only for {', '.join(args.baseline_long_formats)} "
+        "(it holds the whole signal in memory and takes minutes on compressed hour-long files; "
+        "`--baseline-long-formats` widens it): *not run* marks the rest. librosa cannot read "
+        "M4A or WebM from memory (soundfile has no such format; audioread needs a path).",
+        "",
         "| format | min | file MiB | ours s | ours RTF | librosa s | ours/librosa | target |"
         " ours RSS MiB | librosa RSS MiB | probe ms | first chunk ms | decoded − probe ms |",
         "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
