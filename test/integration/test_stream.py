@@ -206,3 +206,35 @@ async def test_stream_four_concurrent_uploads(tmp_path: Path) -> None:
     for hz, result in zip(tones, results, strict=True):
         assert result.last.event == "done"
         assert document_words(result.last.json()) == [f"f{hz}"] * 4
+
+
+@pytest.mark.parametrize(
+    ("fmt", "sample_rate", "channels"),
+    [
+        ("webm_opus", 48000, 1),  # what browsers' MediaRecorder uploads
+        ("mp4_video", 44100, 2),  # a phone video: the audio track is picked
+        ("m4a_faststart", 22050, 1),
+        ("wav_s24", 8000, 6),  # multichannel, telephone rate
+        ("ogg_vorbis", 32000, 2),
+    ],
+)
+async def test_stream_formats_through_the_endpoint(
+    tmp_path: Path, fmt: str, sample_rate: int, channels: int
+) -> None:
+    """Each container reaches WLK as the same words, with total_time the audio's length."""
+    async with WLKSimulator(speed=50.0) as simulator:
+        settings = make_settings(tmp_path, transcribe_ws_uri=simulator.url)
+        audio = make_audio_file(
+            tmp_path,
+            fmt=fmt,
+            sample_rate=sample_rate,
+            channels=channels,
+            tone_hz=[(440, 2.0), (0, 0.5), (880, 1.5)],
+        )
+        async with run_gateway(settings) as gateway, gateway.client() as client:
+            result = await stream_transcription(client, audio)
+    assert result.status == 200, result.body
+    done = result.last.json()
+    assert document_words(done) == ["f440"] * 4 + ["f880"] * 3
+    assert done["total_time"] == pytest.approx(4.0, abs=0.03)
+    assert result.events[0].json()["total_time"] == done["total_time"]
