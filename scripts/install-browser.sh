@@ -4,13 +4,14 @@
 # Playwright's own browser download (`playwright install`) is never used: CI machines have no
 # access to its CDN, and Debian's chromium is patched and updated by the distribution. The tests
 # start it with `executable_path=/usr/bin/chromium`. The Python `playwright` package comes from
-# the dev extra (`make install`).
+# the dev extra (`make install`). Debian's `firefox-esr` is driven without Playwright or
+# geckodriver, over WebDriver BiDi (test/browser/bidi.py).
 #
 # Idempotent: packages already present are skipped; safe to run on every CI job. Needs root
 # (or sudo when available).
 set -euo pipefail
 
-packages=(chromium chromium-driver fonts-liberation fonts-dejavu-core)
+packages=(chromium chromium-driver firefox-esr fonts-liberation fonts-dejavu-core)
 
 if [ "$(id -u)" -eq 0 ]; then
     as_root=()
@@ -35,6 +36,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 chromium --version
+firefox-esr --version
 venv_python="${VENV:-.venv}/bin/python"
 if [ -x "$venv_python" ]; then
     "$venv_python" -c "import playwright; print('playwright (python) is installed')" \
