@@ -94,9 +94,16 @@ class LiveView:
                 self._rate_origin = (time.monotonic(), current)
             paragraphs = event.document.document
             settled = len(paragraphs) if self._done else len(paragraphs) - 1
-            for paragraph in paragraphs[self._printed : settled]:
-                self._live.console.print(paragraph_text(paragraph))
-            self._printed = max(self._printed, settled)
+            # rich renders the live region under `Live._lock` but writes a `console.print` after
+            # releasing it, so its auto-refresh thread could slip a redraw in between and leave
+            # a stale region on screen (seen under CI load: a paragraph shown twice). Holding
+            # the (re-entrant) lock across print and refresh keeps render and write together.
+            with self._live._lock:
+                for paragraph in paragraphs[self._printed : settled]:
+                    self._live.console.print(paragraph_text(paragraph))
+                self._printed = max(self._printed, settled)
+                self._live.refresh()
+            return
         self._live.refresh()
 
     def close(self) -> None:
