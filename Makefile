@@ -17,7 +17,7 @@ install: ## Create .venv and install the gateway with its dev tools
 install-contract: ## Install the real WhisperLiveKit server code (0.2.26 and 0.2.17, stub ASR, no weights) into .venv-wlk*
 	bash scripts/install-contract.sh
 
-install-browser: ## Install Chromium + Playwright for the browser tests (Debian packages)
+install-browser: ## Install Chromium and Firefox ESR for the browser tests (Debian packages, as root)
 	bash scripts/install-browser.sh
 
 run: ## Run the gateway (migrates the database, serves on API_HOST:API_PORT)
