@@ -107,3 +107,21 @@ async def test_upstream_stall_answers_within_idle_timeout(tmp_path: Path) -> Non
             elapsed = loop.time() - started
     assert result.last.json()["code"] == "UPSTREAM_TIMEOUT"
     assert elapsed < seconds(5)
+
+
+async def test_upstream_ping_timeout_is_a_service_error(tmp_path: Path) -> None:
+    """A stalled WLK that misses our pings loses the connection (1011): UPSTREAM_SERVICE_ERROR."""
+    async with WLKSimulator(speed=20.0) as simulator:
+        settings = make_settings(
+            tmp_path,
+            transcribe_ws_uri=simulator.url_for(fault="stall", fault_after=0.5, stall=30),
+            transcribe_ws_idle_timeout_seconds=20.0,
+            transcribe_ws_ping_interval_seconds=0.2,
+            transcribe_ws_ping_timeout_seconds=0.5,
+        )
+        audio = make_audio_file(tmp_path, fmt="wav_s16", seconds=3.0)
+        async with run_gateway(settings) as gateway, gateway.client() as client:
+            result = await stream_transcription(client, audio, timeout_seconds=10)
+    error = result.last.json()
+    assert error["code"] == "UPSTREAM_SERVICE_ERROR"
+    assert "1011" in error["detail"]
