@@ -364,7 +364,8 @@ def render(args, source, rows, alternatives, summary, elapsed_s) -> str:  # type
         f"librosa {librosa.__version__}. Audio: {source}; 44.1 kHz stereo. Median of "
         f"{args.runs} runs, each in a fresh process. Total benchmark time "
         f"{elapsed_s / 60:.1f} min; load average before/after: {args.load_before} / "
-        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} (other work shared the 2 cores).",
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} (above about 1 means other work "
+        "shared the cores).",
         "",
         "*ours* = `probe_audio` + all of `iter_pcm_chunks` (from the file on disk); *librosa* = "
         "`librosa.load(BytesIO(data), sr=16000, mono=True)` with `data` already in memory. "
