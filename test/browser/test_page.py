@@ -12,12 +12,13 @@ import pytest
 import srt  # type: ignore[import-untyped]
 import webvtt
 
-from aymurai.cli.formats import format_clock, render, speaker_label
+from aymurai.cli.formats import render
 from aymurai.cli.live import format_duration
 from aymurai.simulator import WLKSimulator
 from aymurai.transcription.schemas import ASRDocument
 from test.audio_fixtures import make_audio_file, make_text_file
 from test.browser.conftest import SCREENSHOTS
+from test.browser.expected import expected_paragraphs
 from test.e2e import RunningGateway, make_settings, run_gateway, seconds, stream_transcription
 
 if TYPE_CHECKING:
@@ -66,16 +67,7 @@ async def test_page_transcript_equals_done_document(
     assert response.status_code == 200, response.text
     document = ASRDocument.model_validate_json(response.content)
     assert len(document.document) >= 2
-    assert await rendered_paragraphs(page) == [
-        {
-            "id": p.paragraph_id,
-            "clock": format_clock(p.start),
-            "speaker": speaker_label(p),
-            "text": p.text,
-            "tentative": False,
-        }
-        for p in document.document
-    ]
+    assert await rendered_paragraphs(page) == expected_paragraphs(document)
     assert document.total_time is not None
     total = format_duration(document.total_time)
     assert await page.text_content("#progress-text") == f"{total} / {total} · 100%"

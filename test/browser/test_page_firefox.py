@@ -18,12 +18,12 @@ from typing import Any
 
 import pytest
 
-from aymurai.cli.formats import format_clock, speaker_label
 from aymurai.cli.live import format_duration
 from aymurai.transcription.schemas import ASRDocument
 from test.audio_fixtures import make_audio_file, make_text_file
 from test.browser.bidi import BiDiClient, launch_firefox
 from test.browser.conftest import SCREENSHOTS
+from test.browser.expected import expected_paragraphs
 from test.e2e import RunningGateway, require, seconds
 
 pytestmark = pytest.mark.browser
@@ -144,16 +144,7 @@ async def test_firefox_page_transcript_equals_done_document(
     assert response.status_code == 200, response.text
     document = ASRDocument.model_validate_json(response.content)
     assert len(document.document) >= 2
-    assert await firefox_page.js(RENDERED_PARAGRAPHS) == [
-        {
-            "id": p.paragraph_id,
-            "clock": format_clock(p.start),
-            "speaker": speaker_label(p),
-            "text": p.text,
-            "tentative": False,
-        }
-        for p in document.document
-    ]
+    assert await firefox_page.js(RENDERED_PARAGRAPHS) == expected_paragraphs(document)
     assert document.total_time is not None
     total = format_duration(document.total_time)
     progress = await firefox_page.js("document.getElementById('progress-text').textContent")
