@@ -91,6 +91,9 @@ class Session:
         self._pending = bytearray()  # the real pcm_buffer: received, beyond the 5 s per frame cap
         self._asr_audio = bytearray()  # handed to the ASR, on the audio clock
         self._processed_bytes = 0
+        # Start of the pause being processed now (None in speech). Real WLK's VAD holds its
+        # "processed" clock at the start of an ongoing pause until speech resumes.
+        self._pause_since: float | None = None
         self._first_audio_at: float | None = None
         self._ended = False
         self._live = True  # False once torn down or faulted: audio is then only recorded
@@ -244,12 +247,20 @@ class Session:
 
     async def _process_window(self, n_bytes: int) -> None:
         await self._running.wait()
-        await asyncio.sleep(n_bytes / BYTES_PER_SECOND / self._options.speed)
         start = self._processed_bytes
         window = self._asr_audio[start : start + n_bytes]
         # A flushed tail too short to recognize is processed as silence rather than skipped, so
         # the processed audio clock still reaches the end of the stream.
         word = recognize_window(window) if is_tail_long_enough(n_bytes) else None
+        if word is None:
+            # Like WLK's VAD: a pause costs the ASR nothing, and the reported processed clock
+            # stays at the pause start until speech resumes.
+            if self._pause_since is None:
+                self._pause_since = start / BYTES_PER_SECOND
+            await asyncio.sleep(0)
+        else:
+            self._pause_since = None
+            await asyncio.sleep(n_bytes / BYTES_PER_SECOND / self._options.speed)
         self._processed_bytes += n_bytes
         self._transcript.add_window(
             word, start / BYTES_PER_SECOND, self._processed_bytes / BYTES_PER_SECOND
@@ -287,6 +298,8 @@ class Session:
     def _lags(self) -> Lags:
         transcript = self._transcript
         processed = self._processed_bytes / BYTES_PER_SECOND
+        if self._pause_since is not None and not self._done.is_set():
+            processed = self._pause_since
         received = (len(self._asr_audio) + len(self._pending)) / BYTES_PER_SECOND
         wall = 0.0
         if self._first_audio_at is not None:
@@ -298,7 +311,7 @@ class Session:
         return Lags(
             transcription=wall - processed if self._first_audio_at is not None else 0.0,
             processing=received - processed,
-            policy=transcript.processed_end - transcript.committed_end,
+            policy=max(0.0, min(processed, transcript.processed_end) - transcript.committed_end),
             diarization=diarization,
         )
 

@@ -20,7 +20,7 @@ from anyio.abc import ObjectReceiveStream
 
 from aymurai.errors import UpstreamProtocolError, UpstreamServiceError, UpstreamTimeoutError
 from aymurai.transcription.concurrency import open_task_group
-from aymurai.transcription.pacing import LeadPacer
+from aymurai.transcription.pacing import LeadPacer, is_quiet
 from aymurai.transcription.upstream import WLKConnection
 from aymurai.transcription.wlk_protocol import (
     ConfigMessage,
@@ -107,14 +107,16 @@ async def run_session(
         async with pcm_chunks:
             async for chunk in pcm_chunks:
                 seconds = len(chunk) / PCM_BYTES_PER_SECOND
-                await pacer.wait_for_room(seconds)
+                audible = not is_quiet(chunk)
+                await pacer.wait_for_room(seconds, audible=audible)
                 await connection.send_audio(chunk)
-                pacer.on_sent(seconds)
+                pacer.on_sent(seconds, audible=audible)
                 logger.debug(
-                    "sent %.2f s of PCM (total %.1f s, lead %.1f s)",
+                    "sent %.2f s of %s PCM (total %.1f s, audible lead %.1f s)",
                     seconds,
+                    "audible" if audible else "quiet",
                     pacer.sent_seconds,
-                    pacer.lead_seconds(),
+                    pacer.audible_lead_seconds(),
                 )
         await connection.send_end_of_audio()
         end_sent_at = anyio.current_time()
@@ -154,7 +156,7 @@ async def run_session(
                     )
                 latest = message
                 processed = min(message.processed_seconds(), pacer.sent_seconds)
-                pacer.on_progress(processed)
+                pacer.on_progress(processed, message.received_seconds())
                 on_progress(SessionProgress(message, processed, pacer.sent_seconds))
             elif isinstance(message, ReadyToStop):
                 if end_sent_at is None:

@@ -57,6 +57,12 @@ class StatusSnapshot:
         """Text recognised but not yet placed in `lines` (0.2.17 leaves the last words here)."""
         return (self.buffer_diarization + self.buffer_transcription).strip()
 
+    def received_seconds(self) -> float | None:
+        """Audio WLK has taken in (0.2.23+: processed + remaining_processing); None before."""
+        if self.remaining_processing_seconds is None or self.remaining_policy_seconds is None:
+            return None
+        return self.processed_seconds() + self.remaining_processing_seconds
+
     def processed_seconds(self) -> float:
         """Audio seconds WLK has processed, as far as this snapshot tells (a lower bound)."""
         speech_end = max((line.end for line in self.speech_lines), default=0.0)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from aymurai.simulator import WLKSimulator
 from test.audio_fixtures import make_audio_file
-from test.e2e import document_words, make_settings, run_gateway, stream_transcription
+from test.e2e import document_words, make_settings, run_gateway, seconds, stream_transcription
 
 pytestmark = pytest.mark.integration
 
@@ -48,3 +49,30 @@ async def test_pacing_long_silence_on_0217_does_not_deadlock(tmp_path: Path) -> 
             result = await stream_transcription(client, audio, timeout_seconds=20)
     assert result.last.event == "done"
     assert "f440" in document_words(result.last.json())
+
+
+@pytest.mark.parametrize("profile", ["0.2.17", "0.2.26"])
+async def test_pacing_long_pause_deep_into_a_file(tmp_path: Path, profile: str) -> None:
+    """A 30 s pause after audio sent far faster than real time: WLK's processed clock stops at the
+    pause start (and 0.2.26 goes quiet); the gateway keeps sending, with no false timeout."""
+    async with WLKSimulator(profile=profile, speed=50.0) as simulator:
+        settings = make_settings(
+            tmp_path,
+            transcribe_ws_uri=simulator.url,
+            transcribe_ws_lead_budget_seconds=2.0,
+            transcribe_ws_lead_initial_grace_seconds=1.0,
+            transcribe_ws_idle_timeout_seconds=3.0,
+        )
+        audio = make_audio_file(
+            tmp_path, fmt="wav_s16", tone_hz=[(440, 30.0), (0, 30.0), (880, 2.0)]
+        )
+        loop = asyncio.get_running_loop()
+        async with run_gateway(settings) as gateway, gateway.client() as client:
+            started = loop.time()
+            result = await stream_transcription(client, audio, timeout_seconds=30)
+            elapsed = loop.time() - started
+    assert result.last.event == "done", result.last.data
+    words = document_words(result.last.json())
+    assert words[-4:] == ["f880"] * 4
+    # The pause is no ASR work: it must not be fed at real-time pace (30 s).
+    assert elapsed < seconds(15), elapsed

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import anyio
+import numpy as np
 import pytest
 
-from aymurai.transcription.pacing import LeadPacer
+from aymurai.transcription.pacing import LeadPacer, is_quiet
 
 
 class FakeClock:
@@ -16,27 +17,57 @@ class FakeClock:
         return self.now
 
 
-def test_pacer_lead_is_sent_minus_progress() -> None:
-    """The lead counts audio sent beyond the reported progress."""
+def _pacer(clock: FakeClock, budget: float = 5.0, grace: float = 10.0) -> LeadPacer:
+    return LeadPacer(budget_seconds=budget, initial_grace_seconds=grace, clock=clock)
+
+
+def test_is_quiet_separates_pauses_from_sound() -> None:
+    """Digital silence and faint noise are quiet; a tone at -30 dBFS is not."""
+    rng = np.random.default_rng(0)
+    noise = (rng.standard_normal(16000) * 20).astype("<i2").tobytes()
+    tone = (np.sin(np.arange(16000) / 5) * 1000).astype("<i2").tobytes()
+    assert is_quiet(b"\x00\x00" * 16000)
+    assert is_quiet(noise)
+    assert is_quiet(b"")
+    assert not is_quiet(tone)
+
+
+def test_pacer_audible_lead_is_sent_minus_progress() -> None:
+    """The lead counts audible audio sent beyond the reported progress; progress never drops."""
     clock = FakeClock()
-    pacer = LeadPacer(budget_seconds=5, initial_grace_seconds=10, clock=clock)
+    pacer = _pacer(clock)
     for _ in range(4):
         pacer.on_sent(1.0)
     pacer.on_progress(1.5)
-    pacer.on_progress(1.0)  # progress never goes backwards
+    pacer.on_progress(1.0)
     assert pacer.reported_progress_seconds == 1.5
-    assert pacer.lead_seconds() == pytest.approx(2.5)
+    assert pacer.audible_lead_seconds() == pytest.approx(2.5)
 
 
-def test_pacer_assumes_real_time_after_grace() -> None:
-    """Without reports, after the grace progress is assumed at wall-clock pace."""
+def test_pacer_quiet_audio_does_not_count() -> None:
+    """A pause sent ahead is not ASR work: only the audible seconds count toward the lead."""
     clock = FakeClock()
-    pacer = LeadPacer(budget_seconds=5, initial_grace_seconds=10, clock=clock)
-    pacer.on_sent(20.0)
+    pacer = _pacer(clock)
+    pacer.on_sent(1.0)
+    for _ in range(30):
+        pacer.on_sent(1.0, audible=False)
+    pacer.on_sent(1.0)
+    assert pacer.audible_lead_seconds() == pytest.approx(2.0)
+    pacer.on_progress(0.5)
+    assert pacer.audible_lead_seconds() == pytest.approx(1.5)
+
+
+def test_pacer_extrapolates_after_a_stall_not_from_the_start() -> None:
+    """Real-time extrapolation starts a grace period after the last progress, wherever that is."""
+    clock = FakeClock()
+    pacer = _pacer(clock)
+    pacer.on_sent(600.0)
+    clock.now += 60.0
+    pacer.on_progress(590.0)  # WLK has been fast; now it stops reporting
     clock.now += 10.0
-    assert pacer.progress_estimate() == 0.0
-    clock.now += 7.0
-    assert pacer.progress_estimate() == pytest.approx(7.0)
+    assert pacer.progress_estimate() == pytest.approx(590.0)
+    clock.now += 4.0
+    assert pacer.progress_estimate() == pytest.approx(594.0)
 
 
 async def test_pacer_waits_until_progress_reported() -> None:
@@ -60,10 +91,44 @@ async def test_pacer_waits_until_progress_reported() -> None:
             await resumed.wait()
 
 
-async def test_pacer_never_deadlocks_on_silence() -> None:
+async def test_pacer_quiet_chunks_pass_a_full_budget() -> None:
+    """With the audible budget used up, quiet chunks still go out at once."""
+    pacer = LeadPacer(budget_seconds=2, initial_grace_seconds=60)
+    pacer.on_sent(2.0)
+    with anyio.fail_after(1):
+        for _ in range(10):
+            await pacer.wait_for_room(1.0, audible=False)
+            pacer.on_sent(1.0, audible=False)
+
+
+async def test_pacer_in_flight_bounded_when_wlk_reports_received() -> None:
+    """On 0.2.23+ even quiet audio waits once budget seconds are unreceived by WLK."""
+    pacer = LeadPacer(budget_seconds=2, initial_grace_seconds=60)
+    pacer.on_progress(0.0, 0.0)
+    pacer.on_sent(2.0, audible=False)
+    with anyio.move_on_after(0.1) as blocked:
+        await pacer.wait_for_room(1.0, audible=False)
+    assert blocked.cancelled_caught
+    pacer.on_progress(0.0, 1.5)
+    with anyio.fail_after(1):
+        await pacer.wait_for_room(1.0, audible=False)
+
+
+async def test_pacer_never_deadlocks_without_progress() -> None:
     """With no progress reports at all, sending resumes at real-time pace after the grace."""
     pacer = LeadPacer(budget_seconds=0.2, initial_grace_seconds=0.1)
     pacer.on_sent(0.2)
     with anyio.fail_after(2):
         await pacer.wait_for_room(0.2)  # needs ~0.3 s of wall clock
     assert pacer.progress_estimate() >= 0.2 - 0.01
+
+
+async def test_pacer_budget_smaller_than_a_chunk_still_flows() -> None:
+    """A budget under one chunk lets a chunk through whenever nothing is outstanding."""
+    pacer = LeadPacer(budget_seconds=0.5, initial_grace_seconds=60)
+    with anyio.fail_after(1):
+        await pacer.wait_for_room(1.0)
+    pacer.on_sent(1.0)
+    pacer.on_progress(1.0)
+    with anyio.fail_after(1):
+        await pacer.wait_for_room(1.0)
