@@ -64,11 +64,12 @@ def test_parse_message_snapshot_0217() -> None:
     assert message.tail_text == "and morning"
     assert message.remaining_policy_seconds is None
     assert message.processed_seconds() == 5.0  # end of the last speech line, not the silence
+    assert message.received_seconds() is None  # 0.2.17 does not say
     assert not message.is_error
 
 
 def test_parse_message_snapshot_0226_progress() -> None:
-    """0.2.26 progress = committed speech end + the policy lag, on the audio clock."""
+    """0.2.26 progress = committed speech end + policy lag; received adds the processing lag."""
     data = {
         "status": "active_transcription",
         "lines": [{"speaker": 1, "text": " Hi", "start": "0:00:00.00", "end": "0:00:02.50"}],
@@ -82,6 +83,7 @@ def test_parse_message_snapshot_0226_progress() -> None:
     assert message.lines[0].end == 2.5
     assert message.processed_seconds() == pytest.approx(3.7)
     assert message.remaining_processing_seconds == 3.0
+    assert message.received_seconds() == pytest.approx(6.7)
 
 
 def test_parse_message_tolerates_missing_and_extra_fields() -> None:
