@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +48,7 @@ async def pump_pcm(
     limiter: anyio.CapacityLimiter,
 ) -> None:
     """Decode `path` chunk by chunk in worker threads and send the chunks downstream."""
-    chunks: Iterator[bytes] = iter_pcm_chunks(path, chunk_seconds=chunk_seconds)
+    chunks = iter_pcm_chunks(path, chunk_seconds=chunk_seconds)
     try:
         async with outbound:
             while True:
@@ -62,9 +62,7 @@ async def pump_pcm(
     finally:
         # Frees the container at once; the generator is never running here because each
         # thread hop completes before cancellation is delivered.
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
+        chunks.close()
 
 
 async def run_transcription(
