@@ -33,12 +33,19 @@ class Settings(BaseSettings):
 
     # --- Upload and decode -------------------------------------------------------------------
     transcribe_max_upload_bytes: int = Field(default=2 * GIB, gt=0)
-    transcribe_spool_dir: str | None = None
+    # Uploads wait here until their transcription ends; a restart re-runs them from here.
+    transcribe_spool_dir: str = "./data/spool"
     transcribe_max_concurrent_decodes: int = Field(default=2, ge=1, le=64)
 
     # --- SSE ---------------------------------------------------------------------------------
     transcribe_sse_keepalive_seconds: float = 15.0
     transcribe_sse_min_event_interval_seconds: float = Field(default=0.25, ge=0.0, le=10.0)
+    # A `current_time` change without new text makes an event at most this often.
+    transcribe_sse_progress_interval_seconds: float = Field(default=2.0, ge=0.0, le=60.0)
+    # `retry:` sent to EventSource clients: how long they wait before reconnecting.
+    transcribe_sse_retry_ms: int = Field(default=2000, ge=0, le=600_000)
+    # How long a job of the POST stream (or the blocking endpoint) outlives its last subscriber.
+    transcribe_detached_grace_seconds: float = Field(default=30.0, ge=0.0)
 
     # --- WhisperLiveKit upstream -------------------------------------------------------------
     transcribe_ws_uri: str = "ws://127.0.0.1:8000/asr"

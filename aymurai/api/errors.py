@@ -21,6 +21,9 @@ logger = logging.getLogger(__name__)
 STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.EmptyUploadError: 400,
     errors.NotFoundError: 404,
+    errors.AlreadyFinishedError: 409,
+    errors.JobCancelledError: 409,
+    errors.JobInterruptedError: 503,
     errors.UploadTooLargeError: 413,
     errors.InvalidAudioError: 415,
     errors.MissingFileError: 422,

@@ -19,7 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from aymurai import __version__
 from aymurai.api.errors import install_error_handlers
 from aymurai.api.middleware import RequestIdMiddleware
-from aymurai.api.routes import health, metrics, transcription, validation, web
+from aymurai.api.routes import health, metrics, transcription, transcriptions, validation, web
 from aymurai.db.engine import make_engine, migrate_to_head
 from aymurai.db.store import TranscriptStore
 from aymurai.metrics import GatewayMetrics
@@ -42,6 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with anyio.create_task_group() as jobs_group:
                 service = TranscriptionService(settings, store, jobs_group, gateway_metrics)
                 app.state.service = service
+                await anyio.Path(settings.transcribe_spool_dir).mkdir(parents=True, exist_ok=True)
+                await service.recover()
                 logger.info("gateway ready; WLK at %s", settings.transcribe_ws_uri)
                 try:
                     yield
@@ -60,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(transcription.router)
+    app.include_router(transcriptions.router)
     app.include_router(validation.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
@@ -69,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_origins=settings.cors_origins,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["X-Document-Id", "X-Request-ID"],
+        expose_headers=["X-Document-Id", "X-Request-ID", "X-Transcription-Id", "Location"],
     )
     # Outermost, so even CORS preflights and errors carry the request id.
     app.add_middleware(RequestIdMiddleware)

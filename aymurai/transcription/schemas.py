@@ -7,6 +7,8 @@ serialise them, the repository stores them as JSON.
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -50,3 +52,25 @@ class ValidatedParagraph(BaseModel):
 
 def speaker_id_for(speaker_no: int) -> str:
     return f"speaker-{speaker_no}"
+
+
+class TranscriptionError(BaseModel):
+    code: str
+    detail: str
+
+
+class Transcription(BaseModel):
+    """A transcription job of the resource API (`/asr/transcriptions/{id}`)."""
+
+    id: str
+    document_id: uuid.UUID
+    name: str
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
+    position: int | None = None
+    current_time: float
+    total_time: float
+    created_at: datetime
+    updated_at: datetime
+    error: TranscriptionError | None = None
+    document: ASRDocument | None = None
+    events_url: str
