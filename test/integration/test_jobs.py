@@ -54,16 +54,10 @@ async def test_jobs_create_runs_unwatched_to_done_and_stored(
             "id", "document_id", "name", "status", "position", "current_time", "total_time",
             "created_at", "updated_at", "error", "document", "events_url",
         }  # fmt: skip
-        states: list[dict[str, Any]] = []
-
-        async def poll() -> bool:
-            states.append(await _status(client, body["id"]))
-            return states[-1]["status"] == "done"
-
-        async with asyncio.timeout(seconds(30)):
-            while not await poll():
-                await asyncio.sleep(0.05)
-        done = states[-1]
+        service = gateway.app.state.service
+        await eventually(lambda: not service.jobs, timeout_seconds=30, what="the job to end")
+        done = await _status(client, body["id"])
+        assert done["status"] == "done"
         assert done["document"]["document"], "the stored document"
         assert done["current_time"] == done["total_time"] == pytest.approx(25.5, abs=0.01)
         assert done["error"] is None
