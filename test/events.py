@@ -70,6 +70,7 @@ async def follow_events(
     last_event_id: str | None = None,
     cut_after_events: Callable[[int], bool] | None = None,
     cut: Callable[[], None] | None = None,
+    stop_after_events: int | None = None,
     max_connections: int = 20,
     timeout_seconds: float = 60.0,
 ) -> FollowResult:
@@ -77,6 +78,7 @@ async def follow_events(
 
     `cut_after_events(n)` is asked after the n-th event of the whole follow; when true, `cut()`
     drops the connection (through a proxy) and the client reconnects with the last id it saw.
+    `stop_after_events` leaves (returns) after that many events.
     """
     result = FollowResult()
     document: list[Any] = []
@@ -107,6 +109,8 @@ async def follow_events(
                             if event.event in ("done", "error"):
                                 return result
                             seen += 1
+                            if stop_after_events is not None and seen >= stop_after_events:
+                                return result
                             if cut_after_events is not None and cut_after_events(seen):
                                 assert cut is not None
                                 cut()
