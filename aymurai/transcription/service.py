@@ -503,21 +503,23 @@ class TranscriptionService:
             "terminal_event_id": terminal.id if terminal is not None else None,
         }
         if isinstance(outcome, Done):
-            job.status = DONE
+            status = DONE
             values.update(current_seconds=job.total_seconds)
         elif isinstance(outcome, Failed):
-            job.status = CANCELLED if outcome.code == JobCancelledError.code else FAILED
+            status = CANCELLED if outcome.code == JobCancelledError.code else FAILED
             values.update(error_code=outcome.code, error_detail=outcome.detail)
         else:  # Suspended: left for the next start, audio kept
-            job.status = QUEUED
+            status = QUEUED
             values = {}
-        values["status"] = job.status
+        values["status"] = status
         try:
             with anyio.move_on_after(10):
                 await self.store.update_job(job.id, **values)
         except GatewayError as exc:
             logger.error("could not record the end of transcription %s: %s", job.id, exc.detail)
-        if job.status != QUEUED and job.audio_path is not None:
+        # Only now: a reader seeing a finished status finds the row up to date.
+        job.status = status
+        if status != QUEUED and job.audio_path is not None:
             _remove_quietly(job.audio_path)
         await self.registry.remove(job)
         job.finished.set()

@@ -91,7 +91,12 @@ async def _describe(
     service: TranscriptionService, found: TranscriptionJob | StoredJob, *, with_document: bool
 ) -> Transcription:
     if isinstance(found, TranscriptionJob):
-        return _from_live(found)
+        if found.status not in FINISHED_STATUSES:
+            return _from_live(found)
+        row = await service.store.get_job(found.id)  # ended a moment ago: the row has it all
+        if row is None:
+            return _from_live(found)
+        found = row
     document = None
     if with_document and found.status == DONE:
         document = await service.find_cached(found.document_id)
