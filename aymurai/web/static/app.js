@@ -1,8 +1,13 @@
-// The page: pick a file, POST it to /asr/transcribe/stream, follow the event stream.
+// The page: pick a file, create a transcription (POST /asr/transcriptions), follow its events
+// with the browser's own EventSource (events.js: deltas, resume), list recent transcriptions
+// (history.js) and open one: live while it runs, read when it is done. The transcription runs at
+// the gateway whatever the page does: a reload, a lost connection or a closed tab loses nothing,
+// and the URL's #id reopens it. Cancel deletes it.
 // Talks to the gateway only through its public HTTP API; no framework, no build step.
 
+import { JobEvents } from "./events.js";
 import { RENDERERS } from "./formats.js";
-import { readEvents } from "./sse.js";
+import { RecentList } from "./history.js";
 import { TranscriptView } from "./transcript.js";
 
 const $ = (id) => document.getElementById(id);
@@ -21,6 +26,8 @@ const MESSAGES = {
   INTERNAL_ERROR: "The server failed unexpectedly.",
   NETWORK_ERROR: "Cannot reach the server. Check your connection and try again.",
   CONNECTION_LOST: "The connection to the server was lost before the transcription finished.",
+  NOT_FOUND: "The server does not know this transcription.",
+  INTERRUPTED: "The transcription was interrupted by a server restart and its audio is gone.",
   BAD_RESPONSE: "The server sent an answer this page does not understand.",
 };
 
@@ -35,6 +42,7 @@ const ui = {
   status: $("status"),
   statusText: $("status-text"),
   queue: $("queue-position"),
+  connection: $("connection"),
   progress: $("progress"),
   progressText: $("progress-text"),
   timing: $("timing-text"),
@@ -45,7 +53,10 @@ const ui = {
   player: $("player"),
   documentId: $("document-id"),
   downloads: document.querySelectorAll("#downloads button"),
+  recent: $("recent-list"),
 };
+
+const recent = new RecentList(ui.recent, (transcription) => open(transcription));
 
 const view = new TranscriptView($("transcript"), (seconds) => {
   ui.player.currentTime = seconds;
@@ -54,7 +65,9 @@ const view = new TranscriptView($("transcript"), (seconds) => {
 
 let selectedFile = null;
 let finalDocument = null;
-let controller = null;
+let controller = null; // aborts the upload
+let job = null; // the Transcription on screen
+let events = null; // its JobEvents while followed
 let clock = null; // {started, rateOrigin: {wall, audio} | null, timer}
 let latest = null; // newest document, for the status line
 
@@ -79,12 +92,19 @@ function formatDuration(seconds) {
   return h ? `${h}:${m}:${s}` : `${m}:${s}`;
 }
 
+function setConnection(state) {
+  ui.body.dataset.connection = state;
+  ui.connection.hidden = state !== "reconnecting";
+  ui.connection.textContent = state === "reconnecting" ? "Reconnecting…" : "";
+}
+
 function selectFile(file) {
   if (!file || ["uploading", "queued", "transcribing"].includes(ui.body.dataset.state)) return;
   selectedFile = file;
   ui.fileName.textContent = `${file.name} (${(file.size / 1048576).toFixed(1)} MB)`;
   if (ui.player.src) URL.revokeObjectURL(ui.player.src);
   ui.player.src = URL.createObjectURL(file);
+  ui.player.hidden = false;
   ui.start.disabled = false;
 }
 
@@ -98,12 +118,22 @@ function showError({ code, detail, request_id: requestId, retryAfter }) {
   ui.errorMeta.textContent = meta.filter(Boolean).join(" · ");
   ui.error.dataset.code = code || "";
   if (!ui.progress.hasAttribute("value")) ui.progress.value = 0; // stop the indeterminate bar
+  stopFollowing();
   setState("error", "Failed");
+  recent.refresh();
 }
 
 function cancelled() {
   if (!ui.progress.hasAttribute("value")) ui.progress.value = 0;
+  stopFollowing();
   setState("cancelled", "Cancelled");
+  recent.refresh();
+}
+
+function stopFollowing() {
+  if (events) events.close();
+  events = null;
+  setConnection("closed");
 }
 
 function updateTiming() {
@@ -142,9 +172,118 @@ function showDocument(doc, final) {
   view.update(doc, final);
 }
 
+function showQueued(position) {
+  ui.queue.hidden = false;
+  ui.queue.textContent = position === 1 ? "Next in line" : `Position ${position} in the queue`;
+  ui.queue.dataset.position = String(position);
+  setState("queued", "Waiting for a free recognizer…");
+}
+
+function showDone(doc) {
+  stopFollowing();
+  finalDocument = doc;
+  showDocument(doc, true);
+  view.flush();
+  ui.result.dataset.documentId = doc.document_id;
+  ui.documentId.textContent = `Document ${doc.document_id}`;
+  for (const button of ui.downloads) button.disabled = false;
+  setState("done", `Done: ${doc.document.length} paragraphs`);
+  recent.refresh();
+}
+
+function showJobError(error, requestId) {
+  if (error && error.code === "CANCELLED") cancelled();
+  else showError({ code: "INTERNAL_ERROR", request_id: requestId, ...error });
+}
+
+/** Show `transcription` (a Transcription): its result if it ended, else follow its events. */
+function showJob(transcription) {
+  job = transcription;
+  ui.body.dataset.transcriptionId = job.id;
+  ui.result.dataset.documentId = job.document_id;
+  ui.documentId.textContent = `Document ${job.document_id}`;
+  if (location.hash !== `#${job.id}`) history.replaceState(null, "", `#${job.id}`);
+  recent.select(job.id);
+  if (!selectedFile) ui.fileName.textContent = job.name;
+  if (job.status === "done" && job.document) {
+    showDone(job.document);
+    return;
+  }
+  if (job.status === "failed" || job.status === "cancelled") {
+    showJobError(job.error);
+    return;
+  }
+  if (job.status === "queued" && job.position) showQueued(job.position);
+  else setState("transcribing", "Transcribing…");
+  follow(job);
+}
+
+function follow(transcription) {
+  stopFollowing();
+  events = new JobEvents(transcription.events_url, {
+    onQueued: ({ position }) => showQueued(position),
+    onDocument: (doc) => {
+      if (ui.body.dataset.state !== "transcribing") setState("transcribing", "Transcribing…");
+      showDocument(doc, false);
+    },
+    onDone: (doc) => showDone(doc),
+    onError: (error) => showJobError(error),
+    onConnection: (state) => setConnection(state),
+    // The browser gave up (a 204 after the end, a 404): the job's state says how it ended.
+    onClosed: () => reload(transcription.id, "CONNECTION_LOST"),
+  });
+}
+
+async function reload(id, failure) {
+  let response;
+  try {
+    response = await fetch(`/asr/transcriptions/${encodeURIComponent(id)}`, { headers: { Accept: "application/json" } });
+  } catch (error) {
+    showError({ code: "NETWORK_ERROR", detail: String(error) });
+    return;
+  }
+  if (!response.ok) {
+    await showResponseError(response);
+    return;
+  }
+  const transcription = await response.json();
+  if (transcription.status === "queued" || transcription.status === "running") {
+    if (failure) showError({ code: failure, request_id: response.headers.get("X-Request-ID") });
+    else showJob(transcription);
+  } else {
+    showJob(transcription);
+  }
+}
+
+async function showResponseError(response) {
+  const body = await response.json().catch(() => null);
+  showError({
+    code: (body && body.code) || `HTTP_${response.status}`,
+    detail: body && typeof body.detail === "string" ? body.detail : response.statusText,
+    request_id: (body && body.request_id) || response.headers.get("X-Request-ID"),
+    retryAfter: response.headers.get("Retry-After"),
+  });
+}
+
+/** Open a transcription from the list (or the URL): no local audio to play. */
+function open(transcription) {
+  if (["uploading"].includes(ui.body.dataset.state)) return;
+  stopFollowing();
+  reset();
+  if (ui.player.src) URL.revokeObjectURL(ui.player.src);
+  ui.player.removeAttribute("src");
+  ui.player.hidden = true;
+  ui.fileName.textContent = transcription.name;
+  selectedFile = null;
+  ui.start.disabled = true;
+  reload(transcription.id, null);
+}
+
 function reset() {
   finalDocument = null;
   latest = null;
+  job = null;
+  delete ui.body.dataset.transcriptionId;
   view.clear();
   ui.error.hidden = true;
   ui.queue.hidden = true;
@@ -162,78 +301,59 @@ function reset() {
 
 async function transcribe() {
   if (!selectedFile) return;
+  stopFollowing();
   reset();
+  ui.player.hidden = false;
   controller = new AbortController();
   setState("uploading", `Uploading ${selectedFile.name}…`);
   ui.progress.removeAttribute("value");
   const form = new FormData();
   form.append("file", selectedFile, selectedFile.name);
-  const url = `/asr/transcribe/stream?use_cache=${ui.useCache.checked ? "true" : "false"}`;
+  const url = `/asr/transcriptions?use_cache=${ui.useCache.checked ? "true" : "false"}`;
   let response;
+  let transcription;
   try {
     response = await fetch(url, {
       method: "POST",
       body: form,
-      headers: { Accept: "text/event-stream" },
+      headers: { Accept: "application/json" },
       signal: controller.signal,
     });
+    if (!response.ok) {
+      await showResponseError(response);
+      return;
+    }
+    transcription = await response.json();
   } catch (error) {
     if (controller.signal.aborted) cancelled();
+    else if (error instanceof SyntaxError) showError({ code: "BAD_RESPONSE", request_id: response.headers.get("X-Request-ID") });
     else showError({ code: "NETWORK_ERROR", detail: String(error) });
     return;
+  } finally {
+    controller = null;
   }
-  const requestId = response.headers.get("X-Request-ID");
-  if (!response.ok) {
-    const body = await response.json().catch(() => null);
-    showError({
-      code: (body && body.code) || `HTTP_${response.status}`,
-      detail: body && typeof body.detail === "string" ? body.detail : response.statusText,
-      request_id: (body && body.request_id) || requestId,
-      retryAfter: response.headers.get("Retry-After"),
-    });
+  recent.refresh();
+  showJob(transcription);
+}
+
+/** Cancel: abort the upload, or delete the transcription (every follower gets CANCELLED). */
+async function cancel() {
+  if (controller) {
+    controller.abort();
     return;
   }
-  if (!(response.headers.get("Content-Type") || "").startsWith("text/event-stream")) {
-    showError({ code: "BAD_RESPONSE", request_id: requestId });
-    return;
-  }
-  const documentId = response.headers.get("X-Document-Id");
-  if (documentId) {
-    ui.result.dataset.documentId = documentId;
-    ui.documentId.textContent = `Document ${documentId}`;
-  }
-  setState("transcribing", "Transcribing…");
+  if (!job) return;
+  const id = job.id;
+  let response;
   try {
-    for await (const event of readEvents(response)) {
-      if (event.type === "queued") {
-        const { position } = JSON.parse(event.data);
-        ui.queue.hidden = false;
-        ui.queue.textContent = position === 1 ? "Next in line" : `Position ${position} in the queue`;
-        ui.queue.dataset.position = String(position);
-        setState("queued", "Waiting for a free recognizer…");
-      } else if (event.type === "transcription") {
-        if (ui.body.dataset.state !== "transcribing") setState("transcribing", "Transcribing…");
-        showDocument(JSON.parse(event.data), false);
-      } else if (event.type === "done") {
-        finalDocument = JSON.parse(event.data);
-        showDocument(finalDocument, true);
-        view.flush();
-        ui.result.dataset.documentId = finalDocument.document_id;
-        ui.documentId.textContent = `Document ${finalDocument.document_id}`;
-        for (const button of ui.downloads) button.disabled = false;
-        setState("done", `Done: ${finalDocument.document.length} paragraphs`);
-        return;
-      } else if (event.type === "error") {
-        showError(JSON.parse(event.data));
-        return;
-      }
-    }
-    showError({ code: "CONNECTION_LOST", request_id: requestId });
+    response = await fetch(`/asr/transcriptions/${encodeURIComponent(id)}`, { method: "DELETE" });
   } catch (error) {
-    if (controller.signal.aborted) cancelled();
-    else if (error instanceof SyntaxError) showError({ code: "BAD_RESPONSE", request_id: requestId });
-    else showError({ code: "CONNECTION_LOST", detail: String(error), request_id: requestId });
+    showError({ code: "NETWORK_ERROR", detail: String(error) });
+    return;
   }
+  if (!job || job.id !== id) return;
+  if (response.status === 204) cancelled();
+  else if (response.status !== 409) await showResponseError(response); // 409: it ended meanwhile
 }
 
 function download(format) {
@@ -242,7 +362,8 @@ function download(format) {
   const blob = new Blob([render(finalDocument)], { type: `${type};charset=utf-8` });
   const link = document.createElement("a");
   link.href = URL.createObjectURL(blob);
-  const base = (selectedFile ? selectedFile.name : "transcript").replace(/\.[^.]*$/, "");
+  const name = selectedFile ? selectedFile.name : job ? job.name : "transcript";
+  const base = name.replace(/\.[^.]*$/, "");
   link.download = `${base}.${format}`;
   document.body.append(link);
   link.click();
@@ -252,7 +373,7 @@ function download(format) {
 
 ui.fileInput.addEventListener("change", () => selectFile(ui.fileInput.files[0]));
 ui.start.addEventListener("click", () => transcribe());
-ui.cancel.addEventListener("click", () => controller && controller.abort());
+ui.cancel.addEventListener("click", () => cancel());
 for (const button of ui.downloads) {
   button.addEventListener("click", () => download(button.dataset.format));
 }
@@ -264,3 +385,7 @@ ui.dropZone.addEventListener("drop", (event) => {
   ui.dropZone.classList.remove("dragging");
   selectFile(event.dataTransfer.files[0]);
 });
+
+recent.refresh();
+// A reload (or a shared link) with #id reopens that transcription: live if it still runs.
+if (location.hash.length > 1) open({ id: decodeURIComponent(location.hash.slice(1)), name: "" });
