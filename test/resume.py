@@ -92,3 +92,15 @@ async def cut_as_job_advances(
                 timeout_seconds=10,
                 what="the client to reconnect after a cut",
             )
+
+
+async def wait_for_job(
+    client: httpx.AsyncClient, job_id: str, *statuses: str, timeout_seconds: float = 60.0
+) -> dict[str, Any]:
+    """The job once its status is one of `statuses`."""
+    async with asyncio.timeout(seconds(timeout_seconds)):
+        while True:
+            job: dict[str, Any] = (await client.get(f"/asr/transcriptions/{job_id}")).json()
+            if job["status"] in statuses:
+                return job
+            await asyncio.sleep(0.05)

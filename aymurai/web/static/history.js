@@ -26,11 +26,16 @@ export class RecentList {
     this.limit = limit;
     this.current = null;
     this.loading = null;
+    this.stale = false;
   }
 
   /** Reload the list; errors leave the previous one in place (it is only a convenience). */
   refresh() {
-    if (this.loading) return this.loading;
+    if (this.loading) {
+      // The answer on its way may predate what the caller saw change: ask again after it.
+      this.stale = true;
+      return this.loading;
+    }
     this.loading = fetch(`/asr/transcriptions?limit=${this.limit}`, { headers: { Accept: "application/json" } })
       .then((response) => (response.ok ? response.json() : null))
       .then((jobs) => {
@@ -39,6 +44,10 @@ export class RecentList {
       .catch(() => {})
       .finally(() => {
         this.loading = null;
+        if (this.stale) {
+          this.stale = false;
+          this.refresh();
+        }
       });
     return this.loading;
   }
