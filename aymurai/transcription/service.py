@@ -532,10 +532,19 @@ class TranscriptionService:
     async def recover(self) -> list[str]:
         """Re-run the jobs a previous process left unfinished; fail those whose audio is gone.
 
-        Returns the ids of the jobs queued again.
+        Returns the ids of the jobs queued again. A database that cannot answer (not migrated,
+        unreachable) is logged, not fatal: the process still serves, the rows wait.
         """
         requeued: list[str] = []
-        for row in await self.store.unfinished_jobs():
+        try:
+            if not await self.store.is_schema_current():
+                logger.warning("not re-running unfinished transcriptions: database not migrated")
+                return requeued
+            rows = await self.store.unfinished_jobs()
+        except GatewayError as exc:
+            logger.error("could not read unfinished transcriptions: %s", exc.detail)
+            return requeued
+        for row in rows:
             epoch = row.epoch + 1
             path = Path(row.spool_path) if row.spool_path else None
             if path is None or not path.is_file():
