@@ -395,7 +395,7 @@ class TranscriptionService:
         self._task_group.start_soon(self._cancel_if_still_unwatched, job, grace)
 
     async def _cancel_if_still_unwatched(self, job: TranscriptionJob, grace: float) -> None:
-        with anyio.move_on_after(grace + 1):
+        with anyio.move_on_after(grace):
             await job.finished.wait()
         since = job.unwatched_since
         if (
