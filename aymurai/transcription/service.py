@@ -51,6 +51,7 @@ from aymurai.transcription.jobs import (
     Queued,
     Suspended,
     TranscriptionJob,
+    wire_time,
 )
 from aymurai.transcription.pipeline import PipelineOptions, run_transcription
 from aymurai.transcription.readiness import UpstreamProbe
@@ -260,7 +261,9 @@ class TranscriptionService:
                 document_id=document_id,
                 name=name,
                 audio_path=audio_path,
-                total_seconds=info.duration_seconds,
+                # Whole milliseconds from the start: the live events, done and the stored
+                # duration (what a cache hit answers) then all show the same total.
+                total_seconds=wire_time(info.duration_seconds),
                 runs_unwatched=runs_unwatched,
             )
             owned = job.audio_path == audio_path
