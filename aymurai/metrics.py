@@ -58,7 +58,8 @@ class GatewayMetrics:
         )
         self.requests = Counter(
             "aymurai_transcription_requests",
-            "Transcription requests by endpoint (stream, blocking) and outcome (done, cache_hit, "
+            "Transcription requests by endpoint (stream, blocking, resource) and outcome (done, "
+            "cache_hit, accepted, "
             "client_gone, or the error code).",
             ["endpoint", "outcome"],
             registry=registry,

@@ -1,8 +1,7 @@
-"""The real `aymurai-api` console script as a subprocess, configured only through its environment.
+"""Running the gateway as operators do: a real process, configured only by its environment.
 
-`gateway_process(directory, ...)` starts it on a free port with its database and spool directory
-in `directory` and waits until /healthz answers; starting it again on the same directory is a
-restart. `kill()` is `kill -9`. The process's output goes to a log file (read after it exits).
+`run_gateway_process` starts it under `aymurai-api`, `uvicorn` or gunicorn on a free port, with
+our settings from the parent's environment removed so they cannot leak in, and its log in a file.
 """
 
 from __future__ import annotations
@@ -24,6 +23,13 @@ from test.e2e import require, seconds
 OWN_ENV_PREFIXES = ("API_", "TRANSCRIBE_", "SQLALCHEMY_", "DB_", "LOG_", "CORS_")
 
 
+def gateway_env(**values: str) -> dict[str, str]:
+    """The test process's environment without any of our settings, plus `values`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_ENV_PREFIXES)}
+    env.update(values)
+    return env
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -37,7 +43,11 @@ class GatewayProcess:
     log_path: Path
 
     def log_lines(self) -> list[str]:
-        return self.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        return self.log_path.read_text(encoding="utf-8").splitlines()
+
+    async def wait_exit(self, timeout_seconds: float) -> int:
+        async with asyncio.timeout(timeout_seconds):
+            return await self.process.wait()
 
     async def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as after a crash or an OOM kill."""
@@ -45,32 +55,65 @@ class GatewayProcess:
         await self.process.wait()
 
 
+SERVERS = ("aymurai-api", "uvicorn", "gunicorn")
+
+
+def server_command(server: str, port: int, *, bin_dir: Path | None = None) -> list[str]:
+    """How operators start the gateway under `server`, listening on 127.0.0.1:`port`.
+
+    `bin_dir` is the virtualenv's bin folder (default: the one running the tests).
+    """
+    script = (bin_dir or Path(sys.executable).parent) / server
+    require(script.exists(), f"{script} is not installed (make install)")
+    if server == "aymurai-api":
+        return [str(script)]  # host and port come from API_HOST / API_PORT
+    if server == "uvicorn":
+        return [str(script), "aymurai.api.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    return [
+        str(script),
+        "--worker-class",
+        "uvicorn.workers.UvicornWorker",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        "1",
+        "aymurai.api.main:app",
+    ]
+
+
 @asynccontextmanager
-async def gateway_process(
-    directory: Path, *, ws_uri: str, name: str = "gateway", **env_overrides: str
+async def run_gateway_process(
+    tmp_path: Path,
+    *,
+    ws_uri: str,
+    grace_seconds: float,
+    log_format: str = "text",
+    server: str = "aymurai-api",
+    bin_dir: Path | None = None,
+    **env_overrides: str,
 ) -> AsyncIterator[GatewayProcess]:
-    """Start `aymurai-api` on `directory`'s database and spool; kill it on exit if still running."""
-    script = Path(sys.executable).parent / "aymurai-api"
-    require(script.exists(), f"{script} is not installed (pip install -e .)")
+    """Start the gateway under `server` and wait until /healthz answers; kill it on exit."""
     port = free_port()
-    spool = directory / "spool"
+    command = server_command(server, port, bin_dir=bin_dir)
+    spool = tmp_path / "spool"
     spool.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_ENV_PREFIXES)}
-    env.update(
+    env = gateway_env(
         API_HOST="127.0.0.1",
         API_PORT=str(port),
-        SQLALCHEMY_DATABASE_URI=f"sqlite:///{directory / 'gateway.db'}",
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'gateway.db'}",
         TRANSCRIBE_WS_URI=ws_uri,
         TRANSCRIBE_SPOOL_DIR=str(spool),
+        TRANSCRIBE_SHUTDOWN_GRACE_SECONDS=str(grace_seconds),
         TRANSCRIBE_SSE_MIN_EVENT_INTERVAL_SECONDS="0.05",
+        LOG_FORMAT=log_format,
         LOG_LEVEL="INFO",
+        **env_overrides,
     )
-    env.update(env_overrides)
-    log_path = directory / f"{name}.log"
-    with log_path.open("ab") as log_file:
+    log_path = tmp_path / "gateway.log"
+    with log_path.open("wb") as log_file:
         process = await asyncio.create_subprocess_exec(
-            str(script),
-            cwd=directory,  # no stray .env from the repository
+            *command,
+            cwd=tmp_path,  # no stray .env from the repository
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log_file,

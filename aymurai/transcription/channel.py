@@ -31,6 +31,7 @@ from aymurai.transcription.schemas import ASRDocument, ASRParagraph
 
 EPOCH_SPAN = 1_000_000_000
 DEFAULT_HISTORY = 64
+FULL_ENCODINGS_KEPT = 2
 
 EventKind = Literal["queued", "transcription", "done", "error", "suspended"]
 TERMINAL_KINDS: frozenset[str] = frozenset({"done", "error", "suspended"})
@@ -89,6 +90,12 @@ class JobEvent:
         assert self.document is not None
         paragraphs = tuple(self.document.document)
         return self._delta_data(Delta(0, paragraphs, len(paragraphs)))
+
+    def release_full_encodings(self) -> None:
+        """Drop the whole-document encodings (kept only while the event is among the newest)."""
+        for name in ("document_json", "snapshot_json"):
+            self.__dict__.pop(name, None)
+        self.frames.pop("snapshot", None)
 
     def _delta_data(self, delta: Delta[ASRParagraph]) -> str:
         assert self.document is not None
@@ -152,6 +159,10 @@ class MemoryEventLog:
                 return  # the first terminal event is final
             assert event.id > latest.id, "event ids must increase"
         self._events.append(event)
+        if len(self._events) > FULL_ENCODINGS_KEPT:
+            # Whole-document JSON is O(document); only the newest few events keep theirs, so a
+            # job's memory stays one document plus small deltas, however many events are kept.
+            self._events[-1 - FULL_ENCODINGS_KEPT].release_full_encodings()
         self._changed.set()
         self._changed = anyio.Event()
 

@@ -236,6 +236,10 @@ class TranscriptionJob:
                         if now - last_progress_at < progress_interval_seconds:
                             continue  # progress only: not worth a frame yet
                     delta = compute_delta(previous or (), paragraphs)
+                    # Reuse the unchanged paragraphs' objects: the events kept for followers then
+                    # cost one document plus their deltas, not one document each.
+                    paragraphs = (*(previous or ())[: delta.from_index], *delta.paragraphs)
+                    document = document.model_copy(update={"document": list(paragraphs)})
                     previous, previous_time, last_progress_at = (
                         paragraphs,
                         document.current_time,

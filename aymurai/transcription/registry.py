@@ -18,7 +18,10 @@ if TYPE_CHECKING:
 
 class JobRegistry(Protocol):
     async def claim(self, job: TranscriptionJob) -> TranscriptionJob:
-        """Register `job`, or return the unfinished job already registered for its document."""
+        """Register `job`, or return the unfinished job already registered for its document.
+
+        A job counts as unfinished until its terminal update is published.
+        """
         ...
 
     async def get(self, job_id: str) -> TranscriptionJob | None: ...
@@ -40,7 +43,7 @@ class MemoryJobRegistry:
         self._by_document: dict[uuid.UUID, TranscriptionJob] = {}
 
     async def claim(self, job: TranscriptionJob) -> TranscriptionJob:
-        existing = self._by_document.get(job.document_id)
+        existing = await self.active_for(job.document_id)
         if existing is not None:
             return existing
         self._by_id[job.id] = job
@@ -51,7 +54,10 @@ class MemoryJobRegistry:
         return self._by_id.get(job_id)
 
     async def active_for(self, document_id: uuid.UUID) -> TranscriptionJob | None:
-        return self._by_document.get(document_id)
+        job = self._by_document.get(document_id)
+        # A job that has just ended (cancelled, failed, done) but is still being recorded is
+        # not joined: a new upload of the same bytes starts afresh (or hits the cache).
+        return job if job is not None and not job.is_terminal else None
 
     async def remove(self, job: TranscriptionJob) -> None:
         if self._by_id.get(job.id) is job:

@@ -51,6 +51,7 @@ from aymurai.transcription.jobs import (
     Queued,
     Suspended,
     TranscriptionJob,
+    wire_time,
 )
 from aymurai.transcription.pipeline import PipelineOptions, run_transcription
 from aymurai.transcription.readiness import UpstreamProbe
@@ -260,7 +261,9 @@ class TranscriptionService:
                 document_id=document_id,
                 name=name,
                 audio_path=audio_path,
-                total_seconds=info.duration_seconds,
+                # Whole milliseconds from the start: the live events, done and the stored
+                # duration (what a cache hit answers) then all show the same total.
+                total_seconds=wire_time(info.duration_seconds),
                 runs_unwatched=runs_unwatched,
             )
             owned = job.audio_path == audio_path
@@ -395,7 +398,7 @@ class TranscriptionService:
         self._task_group.start_soon(self._cancel_if_still_unwatched, job, grace)
 
     async def _cancel_if_still_unwatched(self, job: TranscriptionJob, grace: float) -> None:
-        with anyio.move_on_after(grace + 1):
+        with anyio.move_on_after(grace):
             await job.finished.wait()
         since = job.unwatched_since
         if (
@@ -532,10 +535,19 @@ class TranscriptionService:
     async def recover(self) -> list[str]:
         """Re-run the jobs a previous process left unfinished; fail those whose audio is gone.
 
-        Returns the ids of the jobs queued again.
+        Returns the ids of the jobs queued again. A database that cannot answer (not migrated,
+        unreachable) is logged, not fatal: the process still serves, the rows wait.
         """
         requeued: list[str] = []
-        for row in await self.store.unfinished_jobs():
+        try:
+            if not await self.store.is_schema_current():
+                logger.warning("not re-running unfinished transcriptions: database not migrated")
+                return requeued
+            rows = await self.store.unfinished_jobs()
+        except GatewayError as exc:
+            logger.error("could not read unfinished transcriptions: %s", exc.detail)
+            return requeued
+        for row in rows:
             epoch = row.epoch + 1
             path = Path(row.spool_path) if row.spool_path else None
             if path is None or not path.is_file():

@@ -11,7 +11,7 @@ from aymurai.simulator import WLKSimulator
 from aymurai.transcription.channel import EPOCH_SPAN
 from test.e2e import eventually, make_settings, run_gateway, seconds, upload_files
 from test.events import follow_events, make_speech_like_file
-from test.processes import gateway_process
+from test.processes import run_gateway_process
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ async def test_jobs_restart_after_kill_completes_the_job_or_reports_interrupted(
     kept_audio = make_speech_like_file(tmp_path, total_seconds=30, name="kept.wav")
     lost_audio = make_audio_file_copy(tmp_path, kept_audio)
     async with WLKSimulator(speed=5.0) as simulator:
-        async with gateway_process(tmp_path, ws_uri=simulator.url, name="first") as first:
+        async with run_gateway_process(tmp_path, ws_uri=simulator.url, grace_seconds=2.0) as first:
             async with httpx.AsyncClient(base_url=first.base_url, timeout=seconds(30)) as client:
                 kept = (
                     await client.post("/asr/transcriptions", files=upload_files(kept_audio))
@@ -42,7 +42,7 @@ async def test_jobs_restart_after_kill_completes_the_job_or_reports_interrupted(
         lost_spool = [path for path in spooled if path.read_bytes() == lost_audio.read_bytes()]
         lost_spool[0].unlink()
 
-        async with gateway_process(tmp_path, ws_uri=simulator.url, name="second") as second:
+        async with run_gateway_process(tmp_path, ws_uri=simulator.url, grace_seconds=2.0) as second:
             after = await follow_events(second.base_url, kept["id"], last_event_id=pre_restart_id)
             async with httpx.AsyncClient(base_url=second.base_url, timeout=seconds(30)) as client:
                 kept_state = (await client.get(f"/asr/transcriptions/{kept['id']}")).json()

@@ -29,9 +29,18 @@ from aymurai.api.routes.transcription import (
 )
 from aymurai.api.sse import EventStreamResponse, error_data, resumable_frames, single_frame
 from aymurai.db.store import StoredJob
-from aymurai.errors import ShuttingDownError
+from aymurai.errors import JobCancelledError, ShuttingDownError
 from aymurai.metrics import OUTCOME_CACHE_HIT
-from aymurai.transcription.jobs import DONE, FINISHED_STATUSES, TranscriptionJob, wire_time
+from aymurai.transcription.jobs import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    FINISHED_STATUSES,
+    Done,
+    Failed,
+    TranscriptionJob,
+    wire_time,
+)
 from aymurai.transcription.schemas import ASRDocument, Transcription, TranscriptionError
 from aymurai.transcription.service import TranscriptionService
 
@@ -53,16 +62,31 @@ def _utc(moment: datetime) -> datetime:
 
 
 def _from_live(job: TranscriptionJob) -> Transcription:
+    # A job that has just ended but is not recorded yet reads as ended: a client that saw the
+    # terminal event and asks at once must not find it still running.
+    outcome = job.latest
+    status = job.status
+    document = None
+    error = None
+    current_time = job.current_time
+    if isinstance(outcome, Done):
+        status, document = DONE, outcome.document
+        current_time = wire_time(job.total_seconds)
+    elif isinstance(outcome, Failed):
+        status = CANCELLED if outcome.code == JobCancelledError.code else FAILED
+        error = TranscriptionError(code=outcome.code, detail=outcome.detail)
     return Transcription(
         id=job.id,
         document_id=job.document_id,
         name=job.name,
-        status=job.status,
+        status=status,
         position=job.position,
-        current_time=job.current_time,
+        current_time=current_time,
         total_time=wire_time(job.total_seconds),
         created_at=_utc(job.created_at),
         updated_at=_utc(job.updated_at),
+        error=error,
+        document=document,
         events_url=f"{_url(job.id)}/events",
     )
 

@@ -18,6 +18,7 @@ from aymurai.transcription.jobs import (
     Transcribing,
     TranscriptionJob,
 )
+from aymurai.transcription.registry import MemoryJobRegistry
 from aymurai.transcription.schemas import ASRDocument, ASRParagraph
 from aymurai.transcription.wlk_protocol import StatusSnapshot, TranscriptLine
 
@@ -165,3 +166,18 @@ async def test_job_follow_starts_with_a_snapshot_then_follows() -> None:
     assert seen == [("queued", True), ("queued", False), ("error", False)]
     result = await job.wait_for_result()
     assert result == Failed("CANCELLED", "gone")
+
+
+async def test_job_registry_claim_joins_only_unfinished_jobs() -> None:
+    """claim() returns the running job of the same document, but never one that has ended."""
+    registry = MemoryJobRegistry()
+    first = _job()
+    assert await registry.claim(first) is first
+    second = _job()
+    assert await registry.claim(second) is first
+    first.publish(Failed("CANCELLED", "gone"))
+    third = _job()
+    assert await registry.claim(third) is third
+    await registry.remove(first)  # the ended job's late cleanup leaves the new one alone
+    assert await registry.active_for(DOC_ID) is third
+    assert await registry.get(third.id) is third
