@@ -14,7 +14,6 @@ Failures are the `ClientError` tree of `stream.py`, with the same codes; the res
 
 from __future__ import annotations
 
-import json
 import mimetypes
 import time
 import uuid
@@ -25,7 +24,7 @@ from typing import BinaryIO
 from urllib.parse import quote
 
 import httpx
-from httpx_sse import ServerSentEvent, connect_sse
+from httpx_sse import EventSource, ServerSentEvent, connect_sse
 from pydantic import BaseModel, ValidationError
 
 from aymurai.cli.stream import (
@@ -34,9 +33,9 @@ from aymurai.cli.stream import (
     ConnectionFailedError,
     Done,
     Progress,
-    Queued,
     StreamEvent,
     TranscriptionFailedError,
+    TranscriptionStream,
     _rejection,
     _translate_transport_errors,
 )
@@ -246,7 +245,7 @@ class JobFollower:
                 for sse in source.iter_sse():
                     if sse.retry is not None and sse.retry >= 0:
                         self._retry_seconds = sse.retry / 1000
-                    event = self._parse(sse, request_id)
+                    event = self._parse(sse, source, request_id)
                     # Remember the id only once the event is applied: a frame we could not use
                     # must come again in the resume snapshot.
                     if sse.id:
@@ -264,32 +263,22 @@ class JobFollower:
             )
         return Done(document)
 
-    def _parse(self, sse: ServerSentEvent, request_id: str | None) -> StreamEvent | None:
+    def _parse(
+        self, sse: ServerSentEvent, source: EventSource, request_id: str | None
+    ) -> StreamEvent | None:
+        if sse.event != "transcription":
+            # Every other event (queued, done, error, and any the gateway adds) has the same data
+            # as on the POST stream: one parser for both, so a new event type is added once.
+            return TranscriptionStream(source, request_id, None)._parse(sse)
         try:
-            if sse.event == "transcription":
-                delta = TranscriptionDelta.model_validate_json(sse.data)
-                return Progress(self._apply(delta))
-            if sse.event == "done":
-                document = ASRDocument.model_validate_json(sse.data)
-                self._paragraphs = list(document.document)
-                return Done(document)
-            if sse.event == "queued":
-                return Queued(int(json.loads(sse.data)["position"]))
-            if sse.event == "error":
-                body = json.loads(sse.data)
-                raise TranscriptionFailedError(
-                    str(body.get("code") or "INTERNAL_ERROR"),
-                    str(body.get("detail") or "The transcription failed."),
-                    request_id=body.get("request_id") or request_id,
-                )
-        except (ValidationError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            delta = TranscriptionDelta.model_validate_json(sse.data)
+        except ValidationError as exc:
             raise BadResponseError(
                 "BAD_RESPONSE",
-                f"The gateway sent an unreadable {sse.event!r} event.",
+                "The gateway sent an unreadable 'transcription' event.",
                 request_id=request_id,
             ) from exc
-        # Unknown event types are ignored so that the gateway can add new ones.
-        return None
+        return Progress(self._apply(delta))
 
     def _apply(self, delta: TranscriptionDelta) -> ASRDocument:
         # document = document[:from_index] + paragraphs, truncated to length (docs/jobs.md).
