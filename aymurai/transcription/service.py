@@ -444,6 +444,7 @@ class TranscriptionService:
                     if admitted_at - queued_at > 0.01:
                         logger.info("admitted after %.2f s in the queue", admitted_at - queued_at)
                     job.status = RUNNING
+                    job.updated_at = datetime.now(UTC)
                     await self.store.update_job(job.id, status=RUNNING)
                     document = await run_transcription(
                         job,

@@ -360,3 +360,22 @@ async def test_jobs_queued_position_keepalive_and_any_resume_id(tmp_path: Path) 
         assert frames[1].comments == ["keepalive"]
     assert [item["id"] for item in listed] == [second["id"], first["id"]]
     assert [item["id"] for item in queued_only] == [second["id"]]
+
+
+@pytest.mark.parametrize("profile", ["0.2.17", "0.2.26"])
+async def test_jobs_post_stream_never_repeats_a_frame(tmp_path: Path, profile: str) -> None:
+    """On both WLK profiles, no transcription frame of the POST stream equals the previous one
+    (WLK messages that change nothing visible make no frame), and ids stay 1, 2, 3 …"""
+    async with WLKSimulator(profile=profile, speed=10.0) as simulator:
+        settings = make_settings(tmp_path, transcribe_ws_uri=simulator.url)
+        audio = make_speech_like_file(tmp_path, total_seconds=20)
+        async with run_gateway(settings) as gateway, gateway.client() as client:
+            result = await stream_transcription(client, audio)
+    frames = [frame.json() for frame in result.of("transcription")]
+    assert len(frames) >= 3
+    repeats = [i for i, (a, b) in enumerate(zip(frames, frames[1:], strict=False)) if a == b]
+    assert repeats == []
+    assert [frame.id for frame in result.events] == [
+        str(n) for n in range(1, len(result.events) + 1)
+    ]
+    assert result.last.event == "done"
