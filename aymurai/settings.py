@@ -8,6 +8,7 @@ in their name. Nothing is built at import time: `create_app(settings)` receives 
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -78,6 +79,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("transcribe_spool_dir")
+    @classmethod
+    def _absolute_spool_dir(cls, value: str) -> str:
+        # Job rows name their spooled file; the name must hold after a restart from elsewhere.
+        return os.path.abspath(value)
 
     @field_validator("transcribe_ws_uri")
     @classmethod

@@ -78,7 +78,8 @@ async def follow_events(
 
     `cut_after_events(n)` is asked after the n-th event of the whole follow; when true, `cut()`
     drops the connection (through a proxy) and the client reconnects with the last id it saw.
-    `stop_after_events` leaves (returns) after that many events.
+    `stop_after_events` leaves (returns) after that many events; after `max_connections` it
+    returns whatever it has (`terminal` None).
     """
     result = FollowResult()
     document: list[Any] = []
@@ -117,4 +118,4 @@ async def follow_events(
                 except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ConnectError):
                     await asyncio.sleep(0.05)  # EventSource waits `retry`; keep tests quick
                     continue
-    raise AssertionError(f"no terminal event after {result.connections} connections")
+    return result  # out of connections: `terminal` is None

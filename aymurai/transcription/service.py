@@ -444,6 +444,7 @@ class TranscriptionService:
                     if admitted_at - queued_at > 0.01:
                         logger.info("admitted after %.2f s in the queue", admitted_at - queued_at)
                     job.status = RUNNING
+                    job.updated_at = datetime.now(UTC)
                     await self.store.update_job(job.id, status=RUNNING)
                     document = await run_transcription(
                         job,
@@ -528,9 +529,20 @@ class TranscriptionService:
         job.finished.set()
 
     # --- restarts -------------------------------------------------------------------------
-    def unfinished_spool_paths(self) -> set[Path]:
-        """The audio files jobs of this process still need (for a spool cleanup's `keep`)."""
-        return {job.audio_path for job in self.jobs if job.audio_path is not None}
+    async def spool_paths_in_use(self) -> set[Path]:
+        """Spooled audio that unfinished jobs still need: a spool cleanup must `keep` these.
+
+        The jobs of this process, and the rows left unfinished that it does not run (queue full
+        at startup): the next start re-runs those from their file.
+        """
+        paths = {job.audio_path for job in self.jobs if job.audio_path is not None}
+        try:
+            rows = await self.store.unfinished_jobs()
+        except GatewayError as exc:
+            logger.error("could not read unfinished transcriptions: %s", exc.detail)
+            rows = []
+        paths.update(Path(row.spool_path) for row in rows if row.spool_path)
+        return paths
 
     async def recover(self) -> list[str]:
         """Re-run the jobs a previous process left unfinished; fail those whose audio is gone.

@@ -315,3 +315,67 @@ async def test_jobs_cors_exposes_location_and_transcription_id(tmp_path: Path) -
             )
     exposed = response.headers["access-control-expose-headers"].lower()
     assert "location" in exposed and "x-transcription-id" in exposed
+
+
+async def test_jobs_queued_position_keepalive_and_any_resume_id(tmp_path: Path) -> None:
+    """Behind a running job: status queued with position 1, the events stream starts with the
+    newest `queued` event whatever Last-Event-ID says (malformed, old, future), keepalives while
+    idle; the list is newest first and filters by status."""
+    async with WLKSimulator(speed=1.0) as simulator:
+        settings = make_settings(
+            tmp_path,
+            transcribe_ws_uri=simulator.url,
+            transcribe_max_concurrent_sessions=1,
+            transcribe_sse_keepalive_seconds=0.1,
+        )
+        first_audio = make_speech_like_file(tmp_path, total_seconds=30, name="first.wav")
+        second_audio = make_audio_file(tmp_path, fmt="wav_s16", seconds=5.0, name="second.wav")
+        async with run_gateway(settings) as gateway, gateway.client() as client:
+            first = (await _create(client, first_audio)).json()
+            second = (await _create(client, second_audio)).json()
+            state = await _status(client, second["id"])
+            firsts = []
+            for last_event_id in ("garbage", "0", "1", str(10**15), "-5", "9" * 40):
+                async with client.stream(
+                    "GET",
+                    f"/asr/transcriptions/{second['id']}/events",
+                    headers={"Last-Event-ID": last_event_id},
+                ) as response:
+                    assert response.status_code == 200
+                    frames = []
+                    async for frame in iter_sse(response):
+                        frames.append(frame)
+                        if len(frames) == 2:
+                            break
+                firsts.append(frames)
+            listed = (await client.get("/asr/transcriptions")).json()
+            queued_only = (await client.get("/asr/transcriptions?status=queued")).json()
+            await client.delete(f"/asr/transcriptions/{first['id']}")
+            await client.delete(f"/asr/transcriptions/{second['id']}")
+    assert state["status"] == "queued" and state["position"] == 1
+    for frames in firsts:
+        assert frames[0].event == "queued"
+        assert frames[0].json() == {"document_id": second["document_id"], "position": 1}
+        assert frames[0].id == firsts[0][0].id
+        assert frames[1].comments == ["keepalive"]
+    assert [item["id"] for item in listed] == [second["id"], first["id"]]
+    assert [item["id"] for item in queued_only] == [second["id"]]
+
+
+@pytest.mark.parametrize("profile", ["0.2.17", "0.2.26"])
+async def test_jobs_post_stream_never_repeats_a_frame(tmp_path: Path, profile: str) -> None:
+    """On both WLK profiles, no transcription frame of the POST stream equals the previous one
+    (WLK messages that change nothing visible make no frame), and ids stay 1, 2, 3 …"""
+    async with WLKSimulator(profile=profile, speed=10.0) as simulator:
+        settings = make_settings(tmp_path, transcribe_ws_uri=simulator.url)
+        audio = make_speech_like_file(tmp_path, total_seconds=20)
+        async with run_gateway(settings) as gateway, gateway.client() as client:
+            result = await stream_transcription(client, audio)
+    frames = [frame.json() for frame in result.of("transcription")]
+    assert len(frames) >= 3
+    repeats = [i for i, (a, b) in enumerate(zip(frames, frames[1:], strict=False)) if a == b]
+    assert repeats == []
+    assert [frame.id for frame in result.events] == [
+        str(n) for n in range(1, len(result.events) + 1)
+    ]
+    assert result.last.event == "done"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from pathlib import Path
 
 import httpx
@@ -9,7 +11,7 @@ import pytest
 
 from aymurai.simulator import WLKSimulator
 from aymurai.transcription.channel import EPOCH_SPAN
-from test.e2e import eventually, make_settings, run_gateway, seconds, upload_files
+from test.e2e import eventually, iter_sse, make_settings, run_gateway, seconds, upload_files
 from test.events import follow_events, make_speech_like_file
 from test.processes import run_gateway_process
 
@@ -107,3 +109,38 @@ async def test_jobs_graceful_stop_leaves_resource_jobs_for_the_next_start(
     assert final["status"] == "done"
     assert len(simulator.sessions) == 2
     assert list((tmp_path / "spool").iterdir()) == []
+
+
+async def test_jobs_sigterm_leaves_resource_jobs_and_ends_the_post_stream(tmp_path: Path) -> None:
+    """SIGTERM to aymurai-api with a resource job and a POST stream job running past the grace:
+    the POST stream ends with SHUTTING_DOWN (as before), the resource job's events stream ends
+    without a terminal event and the job is re-run to done by the next start."""
+    resource_audio = make_speech_like_file(tmp_path, total_seconds=30, name="resource.wav")
+    stream_audio = make_audio_file_copy(tmp_path, resource_audio)
+    async with WLKSimulator(speed=2.0) as simulator:
+        async with run_gateway_process(tmp_path, ws_uri=simulator.url, grace_seconds=0.5) as first:
+            async with httpx.AsyncClient(base_url=first.base_url, timeout=seconds(30)) as client:
+                job = (
+                    await client.post("/asr/transcriptions", files=upload_files(resource_audio))
+                ).json()
+                async with client.stream(
+                    "POST", "/asr/transcribe/stream", files=upload_files(stream_audio)
+                ) as response:
+                    follower = asyncio.create_task(
+                        follow_events(first.base_url, job["id"], max_connections=1)
+                    )
+                    await simulator.wait_for_sessions(2, timeout=seconds(10))
+                    first.process.send_signal(signal.SIGTERM)
+                    posted = [frame async for frame in iter_sse(response) if frame.event]
+                followed = await follower
+            # uvicorn re-raises the captured SIGTERM once it has shut down gracefully.
+            assert await first.wait_exit(seconds(15)) in (0, -signal.SIGTERM)
+        async with run_gateway_process(tmp_path, ws_uri=simulator.url, grace_seconds=0.5) as second:
+            after = await follow_events(second.base_url, job["id"])
+            async with httpx.AsyncClient(base_url=second.base_url, timeout=seconds(30)) as client:
+                state = (await client.get(f"/asr/transcriptions/{job['id']}")).json()
+    assert posted[-1].event == "error" and posted[-1].json()["code"] == "SHUTTING_DOWN"
+    assert followed.terminal is None, "left for the next start: no terminal event"
+    assert after.terminal is not None and after.terminal.event == "done"
+    assert int(after.events[0].id) > EPOCH_SPAN
+    assert state["status"] == "done"
