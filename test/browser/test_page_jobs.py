@@ -204,3 +204,17 @@ async def test_page_cancel_deletes_the_transcription(
     finally:
         await context.close()
     assert errors == [], errors
+
+
+async def test_page_unknown_transcription_in_url_shows_not_found(
+    page: Page, gateway: RunningGateway
+) -> None:
+    """`/#id` of a transcription the gateway does not know ends in a readable NOT_FOUND."""
+    await page.goto(gateway.base_url + "/#" + "0" * 32)
+    await page.reload()
+    await page.wait_for_selector("body[data-state=error]", state="attached")
+    assert await page.get_attribute("#error", "data-code") == "NOT_FOUND"
+    assert (
+        await page.text_content("#error-message") == "The server does not know this transcription."
+    )
+    assert await page.is_enabled("#file-input")

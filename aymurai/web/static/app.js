@@ -68,6 +68,12 @@ let finalDocument = null;
 let controller = null; // aborts the upload
 let job = null; // the Transcription on screen
 let events = null; // its JobEvents while followed
+let generation = 0; // bumped by each upload or open: late answers for an older one are dropped
+let recovering = 0; // streams closed by the browser in a row (see recover)
+
+// Waits before asking again when the browser gave up on a stream whose job still runs (the
+// gateway answered 503 while restarting): about half a minute in all, then CONNECTION_LOST.
+const RECOVER_DELAYS_MS = [1000, 2000, 4000, 8000, 16000];
 let clock = null; // {started, rateOrigin: {wall, audio} | null, timer}
 let latest = null; // newest document, for the status line
 
@@ -228,31 +234,70 @@ function follow(transcription) {
     },
     onDone: (doc) => showDone(doc),
     onError: (error) => showJobError(error),
-    onConnection: (state) => setConnection(state),
-    // The browser gave up (a 204 after the end, a 404): the job's state says how it ended.
-    onClosed: () => reload(transcription.id, "CONNECTION_LOST"),
+    onConnection: (state) => {
+      if (state === "open") recovering = 0;
+      setConnection(state);
+    },
+    onClosed: () => recover(transcription.id),
   });
 }
 
-async function reload(id, failure) {
-  let response;
+/** GET the job: `{transcription}`, `{response}` (an error status) or `{failure}` (no answer). */
+async function readJob(id) {
   try {
-    response = await fetch(`/asr/transcriptions/${encodeURIComponent(id)}`, { headers: { Accept: "application/json" } });
+    const response = await fetch(`/asr/transcriptions/${encodeURIComponent(id)}`, {
+      headers: { Accept: "application/json" },
+    });
+    if (!response.ok) return { response };
+    return { transcription: await response.json() };
   } catch (error) {
-    showError({ code: "NETWORK_ERROR", detail: String(error) });
-    return;
+    return { failure: { code: error instanceof SyntaxError ? "BAD_RESPONSE" : "NETWORK_ERROR", detail: String(error) } };
   }
-  if (!response.ok) {
-    await showResponseError(response);
-    return;
-  }
-  const transcription = await response.json();
-  if (transcription.status === "queued" || transcription.status === "running") {
-    if (failure) showError({ code: failure, request_id: response.headers.get("X-Request-ID") });
-    else showJob(transcription);
-  } else {
+}
+
+/** Open the job `id`: its result if it ended, else follow it. */
+async function reload(id) {
+  const mine = generation;
+  const answer = await readJob(id);
+  if (mine !== generation) return;
+  if (answer.transcription) showJob(answer.transcription);
+  else if (answer.response) await showResponseError(answer.response);
+  else showError(answer.failure);
+}
+
+/**
+ * The browser closed the stream without a terminal event: a 204 (the job ended), a 404, or a
+ * 503 while the gateway restarts. Read the job: show how it ended, or, while it still runs (or
+ * the gateway cannot answer), follow it again after a wait, a few times in a row at most.
+ */
+async function recover(id) {
+  const mine = generation;
+  const answer = await readJob(id);
+  if (mine !== generation) return;
+  const transcription = answer.transcription;
+  if (transcription && transcription.status !== "queued" && transcription.status !== "running") {
     showJob(transcription);
+    return;
   }
+  if (answer.response && answer.response.status < 500) {
+    await showResponseError(answer.response);
+    return;
+  }
+  if (recovering >= RECOVER_DELAYS_MS.length) {
+    if (answer.response) await showResponseError(answer.response);
+    else showError(answer.failure || { code: "CONNECTION_LOST" });
+    return;
+  }
+  setConnection("reconnecting");
+  const delay = RECOVER_DELAYS_MS[recovering];
+  recovering += 1;
+  setTimeout(async () => {
+    if (mine !== generation) return;
+    const again = await readJob(id);
+    if (mine !== generation) return;
+    if (again.transcription) showJob(again.transcription);
+    else recover(id);
+  }, delay);
 }
 
 async function showResponseError(response) {
@@ -276,7 +321,9 @@ function open(transcription) {
   ui.fileName.textContent = transcription.name;
   selectedFile = null;
   ui.start.disabled = true;
-  reload(transcription.id, null);
+  generation += 1;
+  recovering = 0;
+  reload(transcription.id);
 }
 
 function reset() {
@@ -303,6 +350,9 @@ async function transcribe() {
   if (!selectedFile) return;
   stopFollowing();
   reset();
+  generation += 1;
+  recovering = 0;
+  const mine = generation;
   ui.player.hidden = false;
   controller = new AbortController();
   setState("uploading", `Uploading ${selectedFile.name}…`);
@@ -332,6 +382,7 @@ async function transcribe() {
   } finally {
     controller = null;
   }
+  if (mine !== generation) return;
   recent.refresh();
   showJob(transcription);
 }
