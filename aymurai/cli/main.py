@@ -241,14 +241,14 @@ def _client(args: argparse.Namespace) -> httpx.Client:
     return httpx.Client(base_url=args.url, timeout=timeout)
 
 
-def _say_reconnecting(reconnect: Reconnect) -> None:
+def describe_reconnect(reconnect: Reconnect) -> str:
+    """The one line that says a dropped connection is being resumed."""
     resume = f"from event {reconnect.last_event_id}" if reconnect.last_event_id else "from start"
-    sys.stderr.write(
+    return (
         f"{PROG}: {reconnect.reason.code}: connection lost; resuming transcription "
         f"{reconnect.job_id} {resume} in {reconnect.delay_seconds:.1f} s "
-        f"(attempt {reconnect.attempt} of {reconnect.max_attempts})\n"
+        f"(attempt {reconnect.attempt} of {reconnect.max_attempts})"
     )
-    sys.stderr.flush()
 
 
 def follow_job(
@@ -259,7 +259,19 @@ def follow_job(
     if finished is not None:
         return finished
     view = make_view(stderr, filename=job.name, quiet=args.quiet)
-    follower = JobFollower(client, job, retries=args.retries, on_reconnect=_say_reconnecting)
+    # Through the console, so that a live view on the same stderr keeps its region below it.
+    follower = JobFollower(
+        client,
+        job,
+        retries=args.retries,
+        on_reconnect=lambda reconnect: stderr.print(
+            describe_reconnect(reconnect),
+            markup=False,
+            highlight=False,
+            emoji=False,
+            soft_wrap=True,
+        ),
+    )
     try:
         for event in follower:
             view.show(event)
