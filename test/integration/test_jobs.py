@@ -239,6 +239,7 @@ async def test_jobs_delete_cancels_for_every_subscriber(tmp_path: Path) -> None:
     assert posted.last.event == "error" and posted.last.json()["code"] == "CANCELLED"
     assert state["status"] == "cancelled"
     assert state["error"]["code"] == "CANCELLED"
+    assert state["current_time"] > 0, "progress made before the cancel is kept"
     assert (again.status_code, again.json()["code"]) == (409, "ALREADY_FINISHED")
     assert stored.status_code == 404
 
