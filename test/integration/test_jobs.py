@@ -219,7 +219,8 @@ async def test_jobs_delete_cancels_for_every_subscriber(tmp_path: Path) -> None:
             ]
             joined = asyncio.create_task(stream_transcription(client, audio))
             await simulator.wait_for_sessions(1, timeout=seconds(5))
-            await eventually(lambda: gateway.app.state.service.jobs[0].subscribers == 3)
+            running = gateway.app.state.service.jobs[0]
+            await eventually(lambda: running.subscribers == 3 and running.current_time > 0)
             deleted_at = loop.time()
             deleted = await client.delete(f"/asr/transcriptions/{job_id}")
             record = await simulator.wait_for_session_closed(0, timeout=seconds(5))
