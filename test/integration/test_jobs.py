@@ -221,6 +221,8 @@ async def test_jobs_delete_cancels_for_every_subscriber(tmp_path: Path) -> None:
             await simulator.wait_for_sessions(1, timeout=seconds(5))
             running = gateway.app.state.service.jobs[0]
             await eventually(lambda: running.subscribers == 3 and running.current_time > 0)
+            metrics = (await client.get("/metrics")).text
+            assert "aymurai_sse_event_streams_active 2.0" in metrics
             deleted_at = loop.time()
             deleted = await client.delete(f"/asr/transcriptions/{job_id}")
             record = await simulator.wait_for_session_closed(0, timeout=seconds(5))
