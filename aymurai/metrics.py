@@ -45,6 +45,11 @@ class GatewayMetrics:
             "SSE transcription streams currently open to clients.",
             registry=registry,
         )
+        self.event_streams_active = Gauge(
+            "aymurai_sse_event_streams_active",
+            "GET /asr/transcriptions/{id}/events streams currently open to clients.",
+            registry=registry,
+        )
         self.requests_queued = Gauge(
             "aymurai_requests_queued",
             "Transcriptions waiting in the admission queue for an upstream session.",

@@ -141,6 +141,7 @@ class TranscriptionJob:
         self._version = 0
         self._changed = anyio.Event()
         self._sequence = 0
+        self._current_time = 0.0
 
     # --- the watch of the newest update (pipeline → recorder) ----------------------------
     @property
@@ -192,10 +193,8 @@ class TranscriptionJob:
     # --- the numbered events (recorder → subscribers) ------------------------------------
     @property
     def current_time(self) -> float:
-        latest = self.log.latest
-        if latest is not None and latest.document is not None:
-            return latest.document.current_time or 0.0
-        return 0.0
+        """Seconds of audio transcribed, as the newest event showed (kept after a failure)."""
+        return self._current_time
 
     @property
     def position(self) -> int | None:
@@ -245,10 +244,12 @@ class TranscriptionJob:
                         document.current_time,
                         now,
                     )
+                    self._current_time = document.current_time or 0.0
                     await self.log.append(
                         self._event("transcription", document=document, delta=delta)
                     )
                 elif isinstance(update, Done):
+                    self._current_time = update.document.current_time or self._current_time
                     await self.log.append(self._event("done", document=update.document))
                 elif isinstance(update, Failed):
                     await self.log.append(

@@ -219,7 +219,10 @@ async def test_jobs_delete_cancels_for_every_subscriber(tmp_path: Path) -> None:
             ]
             joined = asyncio.create_task(stream_transcription(client, audio))
             await simulator.wait_for_sessions(1, timeout=seconds(5))
-            await eventually(lambda: gateway.app.state.service.jobs[0].subscribers == 3)
+            running = gateway.app.state.service.jobs[0]
+            await eventually(lambda: running.subscribers == 3 and running.current_time > 0)
+            metrics = (await client.get("/metrics")).text
+            assert "aymurai_sse_event_streams_active 2.0" in metrics
             deleted_at = loop.time()
             deleted = await client.delete(f"/asr/transcriptions/{job_id}")
             record = await simulator.wait_for_session_closed(0, timeout=seconds(5))
@@ -239,6 +242,7 @@ async def test_jobs_delete_cancels_for_every_subscriber(tmp_path: Path) -> None:
     assert posted.last.event == "error" and posted.last.json()["code"] == "CANCELLED"
     assert state["status"] == "cancelled"
     assert state["error"]["code"] == "CANCELLED"
+    assert state["current_time"] > 0, "progress made before the cancel is kept"
     assert (again.status_code, again.json()["code"]) == (409, "ALREADY_FINISHED")
     assert stored.status_code == 404
 

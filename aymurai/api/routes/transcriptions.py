@@ -13,6 +13,8 @@ restarts. The events stream sends a full snapshot first, then deltas; see docs/j
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -30,7 +32,8 @@ from aymurai.api.routes.transcription import (
 from aymurai.api.sse import EventStreamResponse, error_data, resumable_frames, single_frame
 from aymurai.db.store import StoredJob
 from aymurai.errors import JobCancelledError, ShuttingDownError
-from aymurai.metrics import OUTCOME_CACHE_HIT
+from aymurai.metrics import OUTCOME_CACHE_HIT, GatewayMetrics
+from aymurai.transcription.channel import JobEvent
 from aymurai.transcription.jobs import (
     CANCELLED,
     DONE,
@@ -38,6 +41,7 @@ from aymurai.transcription.jobs import (
     FINISHED_STATUSES,
     Done,
     Failed,
+    Keepalive,
     TranscriptionJob,
     wire_time,
 )
@@ -198,6 +202,19 @@ async def cancel_transcription(job_id: str, service: ServiceDep) -> Response:
     return Response(status_code=204)
 
 
+async def _counted(
+    events: AsyncIterator[tuple[JobEvent, bool] | Keepalive], metrics: GatewayMetrics
+) -> AsyncIterator[tuple[JobEvent, bool] | Keepalive]:
+    """The events as they are, counted in `aymurai_sse_event_streams_active` while open."""
+    metrics.event_streams_active.inc()
+    try:
+        async with aclosing(events):  # type: ignore[type-var]
+            async for item in events:
+                yield item
+    finally:
+        metrics.event_streams_active.dec()
+
+
 def parse_event_id(value: str | None) -> int | None:
     """A Last-Event-ID as an integer; anything else counts as unknown (None)."""
     if value is None:
@@ -242,7 +259,8 @@ async def transcription_events(
             and after >= latest.id
         ):
             return Response(status_code=204)
-        frames = resumable_frames(watched_events(found, settings), retry_ms=retry_ms)
+        events = _counted(watched_events(found, settings), service.metrics)
+        frames = resumable_frames(events, retry_ms=retry_ms)
         return EventStreamResponse(frames, headers=headers)
     if found.status not in FINISHED_STATUSES:
         # Left unfinished by a previous process and not running here (shutting down, or the
