@@ -16,6 +16,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from aymurai.api.main import create_app
+from aymurai.api.server import make_config
 from aymurai.logs import configure_logging
 from aymurai.settings import get_settings
 
@@ -50,8 +51,9 @@ def main() -> None:
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     grace = settings.transcribe_shutdown_grace_seconds
-    config = uvicorn.Config(
+    config = make_config(
         app,
+        settings,
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,  # our handler (with request ids) is already on the root logger

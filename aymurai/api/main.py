@@ -1,8 +1,8 @@
 """The ASGI application: `create_app(settings)` and the lazily built `app` for uvicorn.
 
 The lifespan owns everything with a lifetime: it migrates the database to head, creates the engine
-and the store, opens the task group transcription jobs run in, and on shutdown drains the jobs and
-disposes of the engine.
+and the store, takes the spool folder (removing uploads orphaned by a killed gateway), opens the
+task group transcription jobs run in, and on shutdown drains the jobs and disposes of the engine.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -17,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from aymurai import __version__
-from aymurai.api.errors import install_error_handlers
+from aymurai.api.errors import DEFAULT_ERROR_RESPONSES, install_error_handlers
 from aymurai.api.middleware import RequestIdMiddleware
 from aymurai.api.routes import health, metrics, transcription, validation, web
 from aymurai.db.engine import make_engine, migrate_to_head
@@ -25,6 +26,7 @@ from aymurai.db.store import TranscriptStore
 from aymurai.metrics import GatewayMetrics
 from aymurai.settings import Settings, get_settings
 from aymurai.transcription.service import TranscriptionService
+from aymurai.transcription.spool import Spool
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await anyio.to_thread.run_sync(migrate_to_head, settings.sqlalchemy_database_uri)
         engine = make_engine(settings.sqlalchemy_database_uri)
         store = TranscriptStore(engine, max_threads=settings.db_max_threads)
+        spool = Spool(
+            settings.transcribe_spool_dir,
+            min_free_bytes=settings.transcribe_spool_min_free_bytes,
+            max_uploads=settings.transcribe_max_concurrent_uploads,
+        )
+        await anyio.to_thread.run_sync(spool.open)
+        # Uploads orphaned by a killed gateway (ours or another's sharing the folder). `keep`
+        # is the seam for spooled files that jobs surviving a restart still need.
+        await anyio.to_thread.run_sync(partial(spool.remove_orphans, keep=frozenset()))
+        app.state.spool = spool
         try:
             async with anyio.create_task_group() as jobs_group:
                 service = TranscriptionService(settings, store, jobs_group, gateway_metrics)
@@ -49,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await service.shutdown(settings.transcribe_shutdown_grace_seconds)
                     jobs_group.cancel_scope.cancel()
         finally:
+            spool.close()
             engine.dispose()
 
     app = FastAPI(
@@ -59,11 +72,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.include_router(transcription.router)
-    app.include_router(validation.router)
-    app.include_router(health.router)
-    app.include_router(metrics.router)
-    app.include_router(web.router)
+    for router in (
+        transcription.router,
+        validation.router,
+        health.router,
+        metrics.router,
+        web.router,
+    ):
+        app.include_router(router, responses=DEFAULT_ERROR_RESPONSES)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,
