@@ -7,6 +7,8 @@ to head at startup with Alembic, so a fresh SQLite file or an empty PostgreSQL d
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
+logger = logging.getLogger(__name__)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ALEMBIC_DIR = PROJECT_ROOT / "alembic"
@@ -37,8 +41,13 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers proceed during a write; busy_timeout turns lock contention between
     # concurrent uploads into a short wait instead of "database is locked".
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=5000")
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as exc:
+        # A read-only or immutable file cannot switch journal mode. Serving reads still works;
+        # `/readyz` reports that writes fail (issue 8), rather than the gateway not starting.
+        logger.warning("SQLite database is not writable: %s", exc)
     cursor.close()
 
 
