@@ -13,6 +13,7 @@ catch-all handler outside our middleware, so it reads the id from the ASGI scope
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -151,11 +152,24 @@ async def handle_validation_error(_request: Request, exc: Exception) -> JSONResp
     )
 
 
-async def handle_http_exception(_request: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> str:
+    """Every method the OpenAPI lists for this path. Starlette's 405 names only the first
+    route's methods, and GET and POST on one path are two routes here."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in operations}
+    return ", ".join(sorted(methods))
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = CODE_BY_STATUS.get(exc.status_code, "HTTP_ERROR")
-    headers = dict(exc.headers) if exc.headers else None
-    return error_response(exc.status_code, code, printable(exc.detail), headers=headers)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+    return error_response(exc.status_code, code, printable(exc.detail), headers=headers or None)
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
