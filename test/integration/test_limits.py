@@ -175,7 +175,7 @@ async def test_spool_orphans_of_a_killed_gateway_are_removed_at_startup(
 ) -> None:
     """After kill -9 of one gateway, the next one to start removes that gateway's upload, but
     keeps the live upload of another gateway sharing the folder and files that are not ours."""
-    from test.integration.test_shutdown import run_gateway_process
+    from test.processes import run_gateway_process
 
     spool = tmp_path / "spool"
     spool.mkdir()
