@@ -7,6 +7,11 @@ below closes a connection, with a 408, when the request line and headers of a re
 complete `API_HEADER_TIMEOUT_SECONDS` after its connection opened or its first byte arrived. The
 body is bounded by the upload rate rule (`api/upload.py`), idle keep-alive connections by
 uvicorn's own `timeout_keep_alive` (set to the same value).
+
+`aymurai-api` uses it already. Under a plain uvicorn, pass
+``--http aymurai.api.server:HeaderTimeoutProtocol --timeout-keep-alive 10``; under gunicorn, use
+the worker class ``aymurai.api.worker.GatewayUvicornWorker``. Both read the timeout from the
+settings (API_HEADER_TIMEOUT_SECONDS).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from aymurai.settings import Settings
+from aymurai.settings import Settings, get_settings
 
 _TIMEOUT_RESPONSE = (
     b"HTTP/1.1 408 Request Timeout\r\n"
@@ -30,9 +35,13 @@ _TIMEOUT_RESPONSE = (
 
 
 class HeaderTimeoutProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline for each request's headers."""
+    """uvicorn's httptools protocol with a deadline for each request's headers.
 
-    header_timeout_seconds = 10.0
+    The deadline is `header_timeout_seconds`, or API_HEADER_TIMEOUT_SECONDS when it is None (the
+    class used by import string from uvicorn's command line).
+    """
+
+    header_timeout_seconds: float | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self._header_timer: asyncio.TimerHandle | None = None
@@ -54,9 +63,10 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def _arm_header_timer(self) -> None:
-        self._header_timer = self.loop.call_later(
-            self.header_timeout_seconds, self._on_header_timeout
-        )
+        timeout = self.header_timeout_seconds
+        if timeout is None:
+            timeout = get_settings().api_header_timeout_seconds
+        self._header_timer = self.loop.call_later(timeout, self._on_header_timeout)
 
     def _cancel_header_timer(self) -> None:
         if self._header_timer is not None:
