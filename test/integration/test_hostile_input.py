@@ -6,11 +6,13 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from aymurai.simulator import WLKSimulator
 from test.audio_fixtures import make_audio_file, make_flac_silence
@@ -23,6 +25,7 @@ from test.e2e import (
     upload_files,
 )
 from test.hostile import hostile_corpus, plant_audio, run_canary
+from test.postgres import fresh_postgres_database
 
 pytestmark = pytest.mark.integration
 
@@ -305,3 +308,44 @@ async def test_stored_unreadable_document_answers_with_a_code(
         cached = await stream_transcription(client, audio)
         assert cached.status == 500
         assert cached.body["code"] == "DOCUMENT_UNREADABLE"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def any_database_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'any.db'}"
+    else:
+        with fresh_postgres_database() as uri:
+            yield uri
+
+
+async def test_validation_poison_is_422_on_every_database(
+    any_database_uri: str, tmp_path: Path, wlk_simulator: WLKSimulator
+) -> None:
+    """NUL, Infinity and lone surrogates are 422 on SQLite and PostgreSQL alike (PostgreSQL used
+    to answer 503 STORAGE_ERROR, as if it were down); then a read-only database is not ready."""
+    settings = make_settings(
+        tmp_path, transcribe_ws_uri=wlk_simulator.url, sqlalchemy_database_uri=any_database_uri
+    )
+    async with run_gateway(settings) as gateway, gateway.client() as client:
+        document_id = await _stored_document_id(client, tmp_path)
+        for name in ("nul-in-text", "infinite-end", "overflowing-end", "lone-surrogate"):
+            response = await client.post(
+                f"/asr/validation/document/{document_id}",
+                content=f"[{POISONED_PARAGRAPHS[name]}]",
+                headers={"Content-Type": "application/json"},
+            )
+            _assert_error(response, 422, "VALIDATION_ERROR")
+        assert (await client.get("/readyz")).json()["checks"]["database"] == "ok"
+    if any_database_uri.startswith("postgresql"):
+        engine = create_engine(any_database_uri, isolation_level="AUTOCOMMIT")
+        database = make_url(any_database_uri).database
+        with engine.connect() as connection:
+            connection.execute(
+                text(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+            )
+        engine.dispose()
+        async with run_gateway(settings) as gateway, gateway.client() as client:
+            ready = await client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["database"].startswith("STORAGE_ERROR")
