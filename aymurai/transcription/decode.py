@@ -267,6 +267,10 @@ def _open_input(path: Path) -> av.container.InputContainer:
     options = {"protocol_whitelist": "file", "format_whitelist": _FORMAT_WHITELIST}
     if demuxer == "wav":
         options.update(_WAV_OPTIONS)
+    elif demuxer == _MOV:
+        # Already FFmpeg's defaults; spelled out because these are what would let an MP4 point
+        # at other files (data references, absolute paths in them).
+        options.update(enable_drefs="0", use_absolute_path="0")
     try:
         return av.open(
             f"file:{path}",
