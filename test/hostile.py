@@ -20,30 +20,45 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from test.audio_fixtures import make_audio_file
+from test.e2e import seconds
 
 
 @dataclass
 class Canary:
-    """A TCP server on 127.0.0.1:0 that records every connection and answers nothing useful."""
+    """A TCP server on 127.0.0.1:0 that records every connection (its peer port, on accept)."""
 
     port: int = 0
-    connections: list[bytes] = field(default_factory=list)
+    connections: list[int] = field(default_factory=list)
+    arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    async def settle(self) -> None:
+        """Return once every connection made before this call is recorded.
+
+        Connections are accepted in arrival order, so once a connection of our own is recorded,
+        any earlier one (from FFmpeg) is too: no sleep needed.
+        """
+        _reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+        own_port = writer.get_extra_info("sockname")[1]
+        try:
+            async with asyncio.timeout(seconds(5)), self.arrived:
+                await self.arrived.wait_for(lambda: own_port in self.connections)
+        finally:
+            writer.close()
+        self.connections.remove(own_port)
 
 
 @asynccontextmanager
 async def run_canary() -> AsyncIterator[Canary]:
     canary = Canary()
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.read(4096), 2)
-        except (TimeoutError, ConnectionError):
-            head = b""
-        canary.connections.append(head)
+    async def handle(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async with canary.arrived:
+            canary.connections.append(writer.get_extra_info("peername")[1])
+            canary.arrived.notify_all()
         writer.write(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
         writer.close()
 

@@ -112,7 +112,7 @@ async def test_server_slow_headers_are_cut_off(tmp_path: Path, wlk_simulator: WL
             idle_head = await _read_response(idle_reader)
         idle_writer.close()
     assert head.startswith(b"HTTP/1.1 408"), head
-    assert elapsed < 3.0
+    assert elapsed < seconds(3.0)
     assert idle_head.startswith(b"HTTP/1.1 408")
 
 
@@ -236,7 +236,7 @@ async def test_blocking_client_leaving_frees_its_session(tmp_path: Path) -> None
             closed_after = loop.time() - left_at
             await eventually(lambda: not gateway.app.state.service.jobs, what="the job to end")
             await eventually(lambda: spooled_files(settings) == [], what="spool cleanup")
-    assert closed_after < 2.0
+    assert closed_after < seconds(2.0)
 
 
 async def test_readiness_fails_on_a_read_only_database(

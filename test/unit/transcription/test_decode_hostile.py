@@ -31,7 +31,7 @@ async def test_probe_audio_refuses_every_hostile_file(tmp_path: Path) -> None:
                 await asyncio.to_thread(
                     lambda path=upload: list(iter_pcm_chunks(path, max_seconds=SIX_HOURS))
                 )
-        await asyncio.sleep(0.2)  # a connection attempt FFmpeg made would have landed by now
+        await canary.settle()
         assert canary.connections == []
 
 
