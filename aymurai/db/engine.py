@@ -39,14 +39,30 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x61796D75_72616901  # "aymurai" + 1
 
 
+def sqlite_file(database: str | None) -> Path | None:
+    """The file of a SQLite database name, or None for an in-memory one.
+
+    A URI filename (``sqlite:///file:/data/x.db?mode=ro&uri=true``, how a database is opened
+    read-only) names ``/data/x.db``, not a folder called ``file:``.
+    """
+    if not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        database = database.removeprefix("file:").split("?", 1)[0]
+        if not database or database == ":memory:" or "mode=memory" in database:
+            return None
+    return Path(database)
+
+
 def make_engine(database_uri: str) -> Engine:
     url = make_url(database_uri)
     connect_args: dict[str, Any] = {}
     if url.get_backend_name() == "sqlite":
         # Worker threads share the engine's pool; SQLite's own check would reject that.
         connect_args["check_same_thread"] = False
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(url.database)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
     if url.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _tune_sqlite)
@@ -108,10 +124,10 @@ def hold_migration_lock(connection: Connection) -> Iterator[None]:
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
             connection.commit()
         return
-    database = connection.engine.url.database
-    if backend != "sqlite" or not database or database == ":memory:":
+    path = sqlite_file(connection.engine.url.database)
+    if backend != "sqlite" or path is None:
         yield
         return
-    with Path(f"{database}.migrate-lock").open("a") as lock_file:
+    with Path(f"{path}.migrate-lock").open("a") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file closes, or the process dies
         yield
