@@ -17,18 +17,22 @@ silently, so we watch `http.disconnect` ourselves). See docs/architecture.md.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
+from functools import partial
 
 import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from aymurai.errors import ShuttingDownError
+from aymurai.errors import DocumentUnreadableError, InternalError, ShuttingDownError
 from aymurai.logs import request_id_var
 from aymurai.transcription.channel import JobEvent
 from aymurai.transcription.jobs import Keepalive
 from aymurai.transcription.schemas import ASRDocument
+
+logger = logging.getLogger(__name__)
 
 KEEPALIVE_FRAME = b": keepalive\n\n"
 
@@ -51,6 +55,17 @@ def _error_of(event: JobEvent) -> tuple[str, str]:
     return event.error_code or "INTERNAL_ERROR", event.error_detail or ""
 
 
+def _encoded(event: str, build: Callable[[], str], event_id: int) -> bytes:
+    """One frame whose data `build()` encodes; a document that cannot be encoded (lone
+    surrogates, pydantic serialisation errors) becomes an `error` frame instead."""
+    try:
+        return encode_event(event, build(), event_id)
+    except ValueError as exc:  # UnicodeEncodeError, pydantic's serialisation errors
+        logger.error("cannot encode a %s event: %s", event, exc)
+        error = DocumentUnreadableError()
+        return encode_event("error", error_data(error.code, error.detail), event_id)
+
+
 async def snapshot_frames(
     events: AsyncIterator[tuple[JobEvent, bool] | Keepalive],
 ) -> AsyncIterator[bytes]:
@@ -70,7 +85,7 @@ async def snapshot_frames(
             if event.kind in ("error", "suspended"):
                 yield encode_event("error", error_data(*_error_of(event)), number)
             else:
-                yield encode_event(event.kind, event.document_json, number)
+                yield _encoded(event.kind, partial(getattr, event, "document_json"), number)
             if event.is_terminal:
                 return
 
@@ -80,8 +95,11 @@ def _shared_frame(event: JobEvent, *, snapshot: bool) -> bytes:
     flavour = "snapshot" if snapshot else "delta"
     frame = event.frames.get(flavour)
     if frame is None:
-        data = event.snapshot_json if snapshot else event.delta_json
-        frame = event.frames[flavour] = encode_event(event.kind, data, event.id)
+
+        def data() -> str:
+            return event.snapshot_json if snapshot else event.delta_json
+
+        frame = event.frames[flavour] = _encoded(event.kind, data, event.id)
     return frame
 
 
@@ -116,13 +134,15 @@ async def resumable_frames(
 
 
 async def single_frame(
-    event: str, data: str, event_id: int, *, retry_ms: int | None = None
+    event: str, build: Callable[[], str], event_id: int, *, retry_ms: int | None = None
 ) -> AsyncIterator[bytes]:
-    yield encode_event(event, data, event_id, retry_ms=retry_ms)
+    """A stream of one frame (a cache hit, a finished job's terminal event)."""
+    frame = _encoded(event, build, event_id)
+    yield frame if retry_ms is None else f"retry: {retry_ms}\n".encode() + frame
 
 
 async def single_done_frame(document: ASRDocument) -> AsyncIterator[bytes]:
-    yield encode_event("done", document.model_dump_json(), 1)
+    yield _encoded("done", document.model_dump_json, 1)
 
 
 class EventStreamResponse(Response):
@@ -148,8 +168,16 @@ class EventStreamResponse(Response):
                 group.cancel_scope.cancel()
 
             group.start_soon(cancel_on_disconnect)
-            async with aclosing(self._frames) as frames:  # type: ignore[type-var]
-                async for frame in frames:
-                    await send({"type": "http.response.body", "body": frame, "more_body": True})
+            try:
+                async with aclosing(self._frames) as frames:  # type: ignore[type-var]
+                    async for frame in frames:
+                        await send({"type": "http.response.body", "body": frame, "more_body": True})
+            except Exception:
+                # A bug must not end a stream silently: the client gets a last `error` frame.
+                logger.exception("the event stream failed")
+                error = InternalError("The gateway failed unexpectedly.")
+                data = error_data(error.code, error.detail)
+                last = f"event: error\ndata: {data}\n\n".encode()
+                await send({"type": "http.response.body", "body": last, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             group.cancel_scope.cancel()

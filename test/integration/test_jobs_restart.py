@@ -39,7 +39,7 @@ async def test_jobs_restart_after_kill_completes_the_job_or_reports_interrupted(
             await first.kill()
         pre_restart_id = before.events[-1].id
         assert int(pre_restart_id) < EPOCH_SPAN
-        spooled = sorted((tmp_path / "spool").iterdir())
+        spooled = sorted((tmp_path / "spool").glob("aymurai-upload-*"))
         assert len(spooled) == 2, "both uploads stay spooled until their jobs end"
         lost_spool = [path for path in spooled if path.read_bytes() == lost_audio.read_bytes()]
         lost_spool[0].unlink()
@@ -65,7 +65,7 @@ async def test_jobs_restart_after_kill_completes_the_job_or_reports_interrupted(
     assert [event.event for event in lost_events.events] == ["error"]
     assert lost_events.terminal is not None
     assert lost_events.terminal.json()["code"] == "INTERRUPTED"
-    assert list((tmp_path / "spool").iterdir()) == []
+    assert list((tmp_path / "spool").glob("aymurai-upload-*")) == []
 
 
 def make_audio_file_copy(directory: Path, source: Path) -> Path:
@@ -96,7 +96,7 @@ async def test_jobs_graceful_stop_leaves_resource_jobs_for_the_next_start(
         async with run_gateway(settings) as gateway, gateway.client() as client:
             job = (await client.post("/asr/transcriptions", files=upload_files(audio))).json()
             await simulator.wait_for_sessions(1, timeout=seconds(5))
-        assert len(list((tmp_path / "spool").iterdir())) == 1, "the audio is kept"
+        assert len(list((tmp_path / "spool").glob("aymurai-upload-*"))) == 1, "the audio is kept"
         async with run_gateway(settings) as gateway, gateway.client() as client:
             state = (await client.get(f"/asr/transcriptions/{job['id']}")).json()
             assert state["status"] in ("queued", "running")
@@ -108,7 +108,7 @@ async def test_jobs_graceful_stop_leaves_resource_jobs_for_the_next_start(
     assert int(followed.events[0].id) > EPOCH_SPAN
     assert final["status"] == "done"
     assert len(simulator.sessions) == 2
-    assert list((tmp_path / "spool").iterdir()) == []
+    assert list((tmp_path / "spool").glob("aymurai-upload-*")) == []
 
 
 async def test_jobs_sigterm_leaves_resource_jobs_and_ends_the_post_stream(tmp_path: Path) -> None:

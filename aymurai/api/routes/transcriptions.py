@@ -271,8 +271,8 @@ async def transcription_events(
         return Response(status_code=204)
     if found.status == DONE:
         document = await service.get_document(found.document_id)
-        frames = single_frame("done", document.model_dump_json(), terminal, retry_ms=retry_ms)
+        frames = single_frame("done", document.model_dump_json, terminal, retry_ms=retry_ms)
     else:
         data = error_data(found.error_code or "INTERNAL_ERROR", found.error_detail or "")
-        frames = single_frame("error", data, terminal, retry_ms=retry_ms)
+        frames = single_frame("error", lambda: data, terminal, retry_ms=retry_ms)
     return EventStreamResponse(frames, headers=headers)
