@@ -104,3 +104,15 @@ async def wait_for_job(
             if job["status"] in statuses:
                 return job
             await asyncio.sleep(0.05)
+
+
+def assert_ids_increase(connections: list[list[int]]) -> None:
+    """Ids strictly increase, except that a connection's first id (the resume snapshot) may
+    repeat the previous connection's last one when nothing happened meanwhile (docs/jobs.md)."""
+    previous: int | None = None
+    for ids in connections:
+        assert ids == sorted(set(ids)), f"ids within a connection must increase: {ids}"
+        if ids and previous is not None:
+            assert ids[0] >= previous, f"a resume went back from {previous} to {ids[0]}"
+        if ids:
+            previous = ids[-1]

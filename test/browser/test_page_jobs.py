@@ -19,7 +19,13 @@ from test.browser.expected import expected_paragraphs
 from test.browser.test_page import FINISHED, rendered_paragraphs
 from test.e2e import RunningGateway, make_settings, run_gateway, seconds, upload_files
 from test.events import apply_transcription, make_speech_like_file
-from test.resume import cut_as_job_advances, newest_job, resume_setup, wait_for_job
+from test.resume import (
+    assert_ids_increase,
+    cut_as_job_advances,
+    newest_job,
+    resume_setup,
+    wait_for_job,
+)
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, BrowserContext, Page
@@ -34,6 +40,7 @@ RECORDER = """
   window.EventSource = class extends Native {
     constructor(url, init) {
       super(url, init);
+      this.addEventListener('open', () => window.__sse.push({ type: 'open' }));
       for (const type of ['queued', 'transcription', 'done', 'error']) {
         this.addEventListener(type, (event) => {
           if (event instanceof MessageEvent) {
@@ -96,8 +103,15 @@ async def test_page_native_eventsource_resumes_through_cutting_proxy(
         finally:
             await context.close()
     assert errors == [], errors
-    ids = [int(event["id"]) for event in events]
-    assert ids == sorted(set(ids)), ids
+    per_connection: list[list[int]] = []
+    for event in events:
+        if event["type"] == "open":
+            per_connection.append([])
+        else:
+            per_connection[-1].append(int(event["id"]))
+    assert len(per_connection) == 4
+    assert_ids_increase(per_connection)
+    events = [event for event in events if event["type"] != "open"]
     assert events[-1]["type"] == "done"
     document: list[Any] = []
     for event in events:

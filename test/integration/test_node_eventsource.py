@@ -26,7 +26,7 @@ from test.e2e import (
     upload_files,
 )
 from test.events import apply_transcription, make_speech_like_file
-from test.resume import RETRY_MS, cut_as_job_advances, resume_setup
+from test.resume import RETRY_MS, assert_ids_increase, cut_as_job_advances, resume_setup
 
 pytestmark = pytest.mark.integration
 
@@ -95,8 +95,14 @@ async def test_node_eventsource_resumes_through_cutting_proxy(tmp_path: Path) ->
             sessions_of_cut_run = len(setup.simulator.sessions)
             uncut = await stream_transcription(client, setup.audio, use_cache=False)
     events = events_of(lines)
-    ids = [int(event["id"]) for event in events]
-    assert ids == sorted(set(ids)), ids
+    connections: list[list[int]] = []
+    for line in lines:
+        if line["kind"] == "response":
+            connections.append([])
+        elif line["kind"] == "event":
+            connections[-1].append(int(line["id"]))
+    assert len(connections) == 4
+    assert_ids_increase(connections)
     assert events[-1]["type"] == "done"
     assert events[-1]["data"] == uncut.last.json()
     responses = [line for line in lines if line["kind"] == "response"]
