@@ -141,7 +141,7 @@ async def test_page_recent_list_opens_done_and_follows_running(
     stored transcript, a running one is followed live to its done; #id reopens after a reload."""
     simulator, gateway = paced_gateway
     short = make_speech_like_file(tmp_path, total_seconds=5, name="short")
-    long = make_speech_like_file(tmp_path, total_seconds=30, name="long")
+    long = make_speech_like_file(tmp_path, total_seconds=90, name="long")
     async with gateway.client() as client:
         done_id = (await client.post("/asr/transcriptions", files=upload_files(short))).json()["id"]
         await wait_for_job(client, done_id, "done")
