@@ -164,6 +164,13 @@ class TranscriptionService:
         self.metrics.cache_lookups.labels(result="hit").inc()
         return document_from_stored(stored)
 
+    async def stored_document(self, document_id: uuid.UUID) -> ASRDocument | None:
+        """The stored document of a finished job (no cache metrics: this is not an upload)."""
+        stored = await self.store.get(document_id)
+        if stored is None or stored.transcription is None:
+            return None
+        return document_from_stored(stored)
+
     async def get_document(self, document_id: uuid.UUID) -> ASRDocument:
         stored = await self.store.get(document_id)
         if stored is None:

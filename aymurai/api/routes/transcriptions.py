@@ -127,7 +127,7 @@ async def _describe(
         found = row
     document = None
     if with_document and found.status == DONE:
-        document = await service.find_cached(found.document_id)
+        document = await service.stored_document(found.document_id)
     return _from_row(found, document)
 
 
