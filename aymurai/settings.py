@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     transcribe_max_queued: int = Field(default=100, ge=0)
     transcribe_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
+    # --- Live audio (WS /asr/live) ---------------------------------------------------------------
+    # Audio a live client sends while queued (or while WLK lags) is kept up to this many seconds.
+    transcribe_live_max_buffer_seconds: float = Field(default=30.0, gt=0, le=600)
+    # Pings to live clients (uvicorn's WebSocket pings): a client that vanished without a close is
+    # detected after interval + timeout at most. 0 disables.
+    transcribe_live_ping_interval_seconds: float = Field(default=10.0, ge=0)
+    transcribe_live_ping_timeout_seconds: float = Field(default=10.0, ge=0)
+
     # --- Readiness (GET /readyz) -------------------------------------------------------------
     # A probe opens a WLK session and closes it at once; its result is reused for the TTL.
     transcribe_ws_probe_ttl_seconds: float = Field(default=10.0, ge=0)

@@ -33,7 +33,7 @@ EPOCH_SPAN = 1_000_000_000
 DEFAULT_HISTORY = 64
 FULL_ENCODINGS_KEPT = 2
 
-EventKind = Literal["queued", "transcription", "done", "error", "suspended"]
+EventKind = Literal["queued", "transcription", "line", "done", "error", "suspended"]
 TERMINAL_KINDS: frozenset[str] = frozenset({"done", "error", "suspended"})
 
 
@@ -46,7 +46,8 @@ class JobEvent:
     """One numbered event of a job; its JSON encodings are computed once, on first use.
 
     `document` is the full state for `transcription` and `done`; `delta` (transcription only)
-    is the change from the previous `transcription` event of the same run.
+    is the change from the previous `transcription` event of the same run. A `line` (live jobs)
+    carries one paragraph that is final (`line_index` is its place in the document).
     """
 
     id: int
@@ -54,6 +55,8 @@ class JobEvent:
     document: ASRDocument | None = None
     delta: Delta[ASRParagraph] | None = None
     position: int | None = None
+    line: ASRParagraph | None = None
+    line_index: int | None = None
     error_code: str | None = None
     error_detail: str | None = None
     # Encoded frames, filled by the wire layer (one entry per frame flavour) for all subscribers.
@@ -66,6 +69,13 @@ class JobEvent:
     @cached_property
     def document_json(self) -> str:
         """The full state as the POST stream sends it (`ASRDocument`), or the queued data."""
+        if self.kind == "line":
+            assert self.line is not None
+            return json.dumps(
+                {"index": self.line_index, "paragraph": self.line.model_dump(mode="json")},
+                ensure_ascii=False,
+                separators=(",", ":"),
+            )
         if self.kind == "queued":
             assert self.document is not None
             return json.dumps(
@@ -176,5 +186,14 @@ class MemoryEventLog:
             if latest is None or latest.id <= after_id:
                 return None
         if after_id < 0 or not any(event.id == after_id for event in self._events):
-            return Read([latest], gap=True)
+            return Read(self._from_newest_state(), gap=True)
         return Read([event for event in self._events if event.id > after_id])
+
+    def _from_newest_state(self) -> list[JobEvent]:
+        # A `line` is not a state: the snapshot is the newest other event, and the lines after it
+        # follow (a follower joining late sees the lines said from then on, in order).
+        events = list(self._events)
+        start = len(events) - 1
+        while start > 0 and events[start].kind == "line":
+            start -= 1
+        return events[start:]

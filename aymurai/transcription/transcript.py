@@ -65,3 +65,18 @@ def build_paragraphs(snapshot: StatusSnapshot | None, *, tail_end: float) -> lis
             )
         )
     return paragraphs
+
+
+def final_paragraph_count(snapshot: StatusSnapshot | None, paragraphs: list[ASRParagraph]) -> int:
+    """How many of `paragraphs` (built from `snapshot`) are final: they will not change.
+
+    Every paragraph but the last, while speech goes on; the last one too once a pause closed it
+    (the snapshot ends with a silence line and has no tail). A new speaker starts a new
+    paragraph, which closes the one before.
+    """
+    if snapshot is None or not paragraphs:
+        return 0
+    lines = snapshot.lines
+    if not snapshot.tail_text and lines and lines[-1].is_silence:
+        return len(paragraphs)
+    return len(paragraphs) - 1
