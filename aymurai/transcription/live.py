@@ -56,8 +56,9 @@ ENDED_BY_DISCONNECT = "disconnect"
 class RateGuard:
     """Is the audio arriving faster than `max_ratio` × real time over the last `window_seconds`?
 
-    Samples (time, cumulative audio seconds) once per `window / 10`; a burst shorter than the
-    window (a browser flushing what it recorded before the socket opened) passes.
+    Samples (time, cumulative audio seconds) once per `window / 10` and compares the audio of the
+    last window with its wall time: a client may catch up on a short hiccup (up to
+    `window × (max_ratio − 1)` seconds of audio ahead), never stream faster for long.
     """
 
     def __init__(

@@ -14,6 +14,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from aymurai.simulator import WLKSimulator
+from test.audio_fixtures import make_audio_file
 from test.e2e import RunningGateway, eventually, make_settings, run_gateway, seconds, upload_files
 from test.events import apply_transcription, follow_events, make_speech_like_file
 from test.live import (
@@ -31,6 +32,7 @@ from test.proxy import cutting_proxy
 pytestmark = pytest.mark.integration
 
 EXPECTED_WORDS = ["f440"] * 3 + ["f660"] * 3 + ["f880"] * 3
+BURSTS_WEBM = [(440.0, 1.5), (0.0, 1.0), (660.0, 1.5), (0.0, 1.0)]
 
 
 @pytest.fixture
@@ -281,3 +283,55 @@ async def test_live_listing_shows_a_running_session(
         result = LiveResult()
         await collect(socket, result)
         assert result.kinds[-1] == "done"
+
+
+async def test_live_webm_recording_is_decoded_in_the_gateway(
+    tmp_path: Path, live_gateway: RunningGateway
+) -> None:
+    """`format=webm`: MediaRecorder-like WebM/Opus slices in, PCM to WLK, the words right."""
+    path = make_audio_file(
+        tmp_path, fmt="webm_opus", sample_rate=48000, tone_hz=BURSTS_WEBM, name="recording"
+    )
+    data = path.read_bytes()
+    slices = [data[i : i + 1500] for i in range(0, len(data), 1500)]  # ~0.25 s each at 48 kb/s
+    result = LiveResult()
+    async with asyncio.timeout(seconds(30)):
+        async with connect(ws_url(live_gateway.base_url, format="webm", language="en")) as socket:
+            reader = asyncio.create_task(collect(socket, result))
+            for piece in slices:
+                await socket.send(piece)
+                await asyncio.sleep(0.05)
+            await socket.send(b"")
+            await reader
+    assert result.kinds[-1] == "done", result.messages[-2:]
+    words = _words(result.messages[-1]["document"]["document"])
+    assert words[:2] == ["f440", "f440"] and "f660" in words
+    assert len(result.of("line")) == 2
+
+
+async def test_live_client_killed_without_a_close_keeps_its_transcript(
+    tmp_path: Path, live_gateway: RunningGateway, live_simulator: WLKSimulator
+) -> None:
+    """The TCP connection dies without a close frame: WLK closed, partial transcript stored."""
+    pcm = read_pcm(make_live_speech(tmp_path))[: 4 * BYTES_PER_SECOND]
+    result = LiveResult()
+    socket = await connect(ws_url(live_gateway.base_url), max_size=None)
+    reader = asyncio.create_task(collect(socket, result))
+    await send_in_real_time(socket, pcm, speed=2.0)
+    await eventually(lambda: len(result.of("line")) >= 1, what="a first line")
+    socket.transport.abort()  # killed: no close frame
+    await reader
+    await eventually(lambda: live_simulator.open_sessions == 0, what="the WLK session closed")
+    async with live_gateway.client() as client:
+        job_id = result.session["id"]
+
+        async def status() -> str:
+            job = (await client.get(f"/asr/transcriptions/{job_id}")).json()
+            return str(job["status"])
+
+        deadline = asyncio.get_running_loop().time() + seconds(5)
+        while await status() == "running" and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        job = (await client.get(f"/asr/transcriptions/{job_id}")).json()
+    assert job["status"] == "done" and job["ended_by"] == "disconnect"
+    assert _words(job["document"]["document"])[:3] == ["f440"] * 3
