@@ -28,6 +28,7 @@ from test.live import (
     ws_url,
 )
 from test.proxy import cutting_proxy
+from test.resume import wait_for_job
 
 pytestmark = pytest.mark.integration
 
@@ -248,15 +249,9 @@ async def test_live_vanished_client_is_found_by_pings_and_its_transcript_kept(
             assert loop.time() - frozen_at < seconds(0.5 + 1.0 + 1.5)
             job_id = result.session["id"]
             async with gateway.client() as client:
-
-                async def ended() -> dict[str, Any]:
-                    return (await client.get(f"/asr/transcriptions/{job_id}")).json()  # type: ignore[no-any-return]
-
-                deadline = loop.time() + seconds(5)
-                job = await ended()
-                while job["status"] in ("queued", "running") and loop.time() < deadline:
-                    await asyncio.sleep(0.05)
-                    job = await ended()
+                job = await wait_for_job(
+                    client, job_id, "done", "failed", "cancelled", timeout_seconds=5
+                )
                 assert job["status"] == "done"
                 assert job["ended_by"] == "disconnect"
                 words = _words(job["document"]["document"])
@@ -323,15 +318,8 @@ async def test_live_client_killed_without_a_close_keeps_its_transcript(
     await reader
     await eventually(lambda: live_simulator.open_sessions == 0, what="the WLK session closed")
     async with live_gateway.client() as client:
-        job_id = result.session["id"]
-
-        async def status() -> str:
-            job = (await client.get(f"/asr/transcriptions/{job_id}")).json()
-            return str(job["status"])
-
-        deadline = asyncio.get_running_loop().time() + seconds(5)
-        while await status() == "running" and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.05)
-        job = (await client.get(f"/asr/transcriptions/{job_id}")).json()
+        job = await wait_for_job(
+            client, result.session["id"], "done", "failed", "cancelled", timeout_seconds=5
+        )
     assert job["status"] == "done" and job["ended_by"] == "disconnect"
     assert _words(job["document"]["document"])[:3] == ["f440"] * 3
