@@ -141,6 +141,7 @@ class TranscriptionJob:
         self.language: str | None = None
         self.lines_emitted = 0
         self.ended_by: str | None = None
+        self.end_audio: Callable[[], None] | None = None  # live: finish the audio (shutdown)
         self.cancel_scope = anyio.CancelScope()
         self.finished = anyio.Event()
         self.recorded = anyio.Event()  # the recorder appended the terminal event

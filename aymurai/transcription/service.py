@@ -724,6 +724,11 @@ class TranscriptionService:
             grace_seconds,
         )
         self.admission.close()
+        for job in self.jobs:
+            if job.live and job.end_audio is not None:
+                # A live session ends its audio now: WLK flushes within the grace and the
+                # transcript so far is stored, rather than cut off with nothing kept.
+                job.end_audio()
         self._task_group.start_soon(self._drain, grace_seconds)
 
     async def _drain(self, grace_seconds: float) -> None:

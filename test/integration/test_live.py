@@ -323,3 +323,19 @@ async def test_live_client_killed_without_a_close_keeps_its_transcript(
         )
     assert job["status"] == "done" and job["ended_by"] == "disconnect"
     assert _words(job["document"]["document"])[:3] == ["f440"] * 3
+
+
+async def test_live_shutdown_ends_the_audio_and_stores_the_transcript(
+    tmp_path: Path, live_gateway: RunningGateway
+) -> None:
+    """Draining (what SIGTERM starts): a live session's audio is ended, WLK flushes, `done`."""
+    pcm = read_pcm(make_live_speech(tmp_path))[: 3 * BYTES_PER_SECOND]
+    result = LiveResult()
+    async with connect(ws_url(live_gateway.base_url), max_size=None) as socket:
+        reader = asyncio.create_task(collect(socket, result))
+        await send_in_real_time(socket, pcm, speed=2.0)
+        live_gateway.app.state.service.begin_shutdown(5.0)
+        await asyncio.wait_for(reader, seconds(10))
+    assert result.kinds[-1] == "done", result.messages[-2:]
+    assert result.close_code == 1000
+    assert _words(result.messages[-1]["document"]["document"])[:3] == ["f440"] * 3

@@ -127,6 +127,7 @@ class LiveConnection:
         self.failure: GatewayError | None = None
         self.job: TranscriptionJob | None = None
         self.source: GrowingBuffer | None = None  # format=webm: the recording being decoded
+        self.input_ended = False  # no more audio is taken (empty frame, close, shutdown)
         self.rate = RateGuard()
         self.rechunker = Rechunker()
         self.forwarded = anyio.Event()
@@ -175,6 +176,7 @@ class LiveConnection:
         self.job = job
         self.audio = LiveAudio(max_seconds=self.settings.transcribe_live_max_buffer_seconds)
         self.control = LiveControl(self.audio, stop=anyio.Event(), on_lag=self._on_lag)
+        job.end_audio = self._end_audio_on_shutdown
         try:
             await self.run_session(job, ticket, fmt, name)
         finally:
@@ -253,12 +255,12 @@ class LiveConnection:
                 message = await self.websocket.receive()
                 if message["type"] == "websocket.disconnect":
                     self.client_gone = True
-                    self._on_client_left(int(message.get("code") or 1005), ended)
+                    self._on_client_left(int(message.get("code") or 1005))
                     return
                 data = message.get("bytes")
                 if data is None:
                     continue  # text frames carry nothing for us
-                if ended or self.failure is not None:
+                if ended or self.input_ended or self.failure is not None:
                     continue
                 if not data:
                     ended = True
@@ -271,23 +273,25 @@ class LiveConnection:
                 elif not source.feed(data):
                     self.fail(LiveBufferFullError("Too much undecoded audio is waiting."))
         finally:
-            # A normal close still lets the decoder finish what it has; anything else stops it.
-            if source is not None and not (ended or self.job_ended_by_client):
+            # A normal end still lets the decoder finish what it has; anything else stops it.
+            if source is not None and not self.input_ended:
                 source.abort()
-
-    @property
-    def job_ended_by_client(self) -> bool:
-        return self.job is not None and self.job.ended_by == ENDED_BY_CLIENT
 
     def job_ended_by(self, who: str) -> None:
         if self.job is not None and self.job.ended_by is None:
             self.job.ended_by = who
 
     def _end_audio(self) -> None:
+        self.input_ended = True
         if self.source is None:
             self._flush_pcm()
         else:
             self.source.finish()  # the decoder flushes, then ends the audio
+
+    def _end_audio_on_shutdown(self) -> None:
+        if not self.input_ended:
+            logger.info("shutting down: ending the live audio so its transcript is stored")
+            self._end_audio()
 
     def _flush_pcm(self) -> None:
         rest = self.rechunker.flush()
@@ -295,7 +299,7 @@ class LiveConnection:
             self.audio.put(rest)
         self.audio.end()
 
-    def _on_client_left(self, code: int, ended: bool) -> None:
+    def _on_client_left(self, code: int) -> None:
         job = self.job
         assert job is not None
         if code not in CLIENT_CLOSE_CODES:
@@ -307,7 +311,7 @@ class LiveConnection:
             return
         self.job_ended_by(ENDED_BY_CLIENT)
         logger.info("client closed the socket (code %d)", code)
-        if not ended:
+        if not self.input_ended:
             self._end_audio()
 
     def accept_pcm(self, pcm: bytes) -> None:
