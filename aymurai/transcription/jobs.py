@@ -246,7 +246,7 @@ class TranscriptionJob:
                         document.current_time == previous_time  # nothing a client sees changed
                         or now - last_progress_at < progress_interval_seconds  # progress only
                     ):
-                        # A pause may still have closed the last paragraph: its line is due.
+                        # A line may still be due (the snapshot committed a line: same text).
                         await self._append_lines(paragraphs, update.final_count)
                         continue
                     delta = compute_delta(previous or (), paragraphs)

@@ -143,21 +143,19 @@ def _silence(start: float) -> TranscriptLine:
     return TranscriptLine(speaker=-2, text="", start=start, end=start + 1)
 
 
-def test_transcript_final_paragraphs_all_but_the_last_until_a_pause() -> None:
-    """Every paragraph but the last is final; a pause after it (and no tail) closes the last."""
+def test_transcript_final_paragraphs_are_those_a_later_committed_line_closed() -> None:
+    """Every committed paragraph but the last; the tail or a trailing pause closes nothing."""
 
     def final(*lines: TranscriptLine, tail: str = "") -> int:
-        snapshot = StatusSnapshot(
-            status="active_transcription", lines=lines, buffer_transcription=tail
-        )
+        snapshot = _snapshot(*lines, tail=tail)
         return final_paragraph_count(snapshot, build_paragraphs(snapshot, tail_end=10.0))
 
     assert final() == 0
     assert final(_line("a", 0)) == 0
     assert final(_line("a", 0), _line("b", 1, speaker=2)) == 1
-    assert final(_line("a", 0), _silence(1)) == 1
-    assert final(_line("a", 0), _silence(1), tail="c") == 1
-    assert final(_line("a", 0), _silence(1), _line("b", 2), _silence(3)) == 2
+    assert final(_line("a", 0), _silence(1)) == 0  # a pause at the end may still be dropped
+    assert final(_line("a", 0), _silence(1), tail="c") == 0  # so may the tail after it
+    assert final(_line("a", 0), _silence(1), _line("b", 2), _silence(3)) == 1
 
 
 def _snapshot(*lines: TranscriptLine, tail: str = "") -> StatusSnapshot:
@@ -170,14 +168,14 @@ async def test_live_job_appends_one_line_per_final_paragraph_in_order() -> None:
     log = MemoryEventLog()
     job.log = log
     first = _snapshot(_line("a", 0), tail="b")
-    paused = _snapshot(_line("a", 0), _silence(1))
+    paused = _snapshot(_line("a", 0), _silence(1), tail="x")
     second = _snapshot(_line("a", 0), _silence(1), _line("b", 2), tail="c")
     last = build_paragraphs(second, tail_end=4.0)
     updates: list[JobUpdate] = [
         Transcribing(DOC_ID, first, 1.0, 1.0),
-        Transcribing(DOC_ID, paused, 2.0, 2.0),  # a pause closes "a b"... now "a" alone
-        Transcribing(DOC_ID, paused, 2.0, 2.0),  # nothing new: no second line
-        Transcribing(DOC_ID, second, 3.0, 3.0),
+        Transcribing(DOC_ID, paused, 2.0, 2.0),  # a pause, then a tail: "a" not final yet
+        Transcribing(DOC_ID, second, 3.0, 3.0),  # "b" committed after the pause: "a" is final
+        Transcribing(DOC_ID, second, 3.0, 3.0),  # nothing new: no second line for "a"
         Done(ASRDocument(document_id=DOC_ID, document=last, current_time=4.0, total_time=4.0)),
     ]
     async with anyio.create_task_group() as group:
