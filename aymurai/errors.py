@@ -5,6 +5,7 @@
     ├── UploadTooLargeError           UPLOAD_TOO_LARGE  over TRANSCRIBE_MAX_UPLOAD_BYTES
     ├── InvalidAudioError             INVALID_AUDIO     not decodable, or no samples
     ├── MissingFileError              VALIDATION_ERROR  the multipart body has no `file` field
+    ├── InvalidRequestError           INVALID_REQUEST   a form field we cannot honour (`param`)
     ├── NotFoundError                 NOT_FOUND         unknown document id
     ├── QueueFullError                QUEUE_FULL        admission queue is full
     ├── ShuttingDownError             SHUTTING_DOWN     the process is draining
@@ -55,6 +56,16 @@ class InvalidAudioError(GatewayError):
 class MissingFileError(GatewayError):
     code = "VALIDATION_ERROR"
     default_detail = "The multipart form field 'file' is required."
+
+
+class InvalidRequestError(GatewayError):
+    """A request parameter is malformed, or asks for something the gateway cannot honour."""
+
+    code = "INVALID_REQUEST"
+
+    def __init__(self, detail: str, *, param: str | None = None) -> None:
+        self.param = param
+        super().__init__(detail)
 
 
 class NotFoundError(GatewayError):

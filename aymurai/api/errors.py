@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.EmptyUploadError: 400,
+    errors.InvalidRequestError: 400,
     errors.NotFoundError: 404,
     errors.UploadTooLargeError: 413,
     errors.InvalidAudioError: 415,

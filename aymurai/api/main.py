@@ -19,7 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from aymurai import __version__
 from aymurai.api.errors import install_error_handlers
 from aymurai.api.middleware import RequestIdMiddleware
-from aymurai.api.routes import health, metrics, transcription, validation, web
+from aymurai.api.routes import health, metrics, openai, transcription, validation, web
 from aymurai.db.engine import make_engine, migrate_to_head
 from aymurai.db.store import TranscriptStore
 from aymurai.metrics import GatewayMetrics
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(transcription.router)
     app.include_router(validation.router)
+    app.include_router(openai.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(web.router)

@@ -16,9 +16,9 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from aymurai.cli.formats import FORMATS, Format, render
 from aymurai.cli.live import make_view
 from aymurai.cli.stream import ClientError, Done, open_transcription
+from aymurai.transcription.formats import FORMATS, Format, render
 from aymurai.transcription.schemas import ASRDocument
 
 PROG = "aymurai-asr"

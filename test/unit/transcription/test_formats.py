@@ -10,7 +10,7 @@ import pytest
 import srt  # type: ignore[import-untyped]
 import webvtt
 
-from aymurai.cli.formats import (
+from aymurai.transcription.formats import (
     format_clock,
     format_srt_time,
     format_vtt_time,
