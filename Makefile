@@ -14,6 +14,9 @@ install: ## Create .venv and install the gateway with its dev tools
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 
+install-node: ## Install the official openai npm package for the Node SDK tests (test/openai_node, Node 20+)
+	cd test/openai_node && npm ci --no-audit --no-fund
+
 install-contract: ## Install the real WhisperLiveKit server code (0.2.26 and 0.2.17, stub ASR, no weights) into .venv-wlk*
 	bash scripts/install-contract.sh
 
@@ -60,4 +63,4 @@ clean: ## Remove caches and build leftovers (keeps .venv and data/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info test-output
 
 
-.PHONY: help install install-contract install-browser run simulator format lint test test-unit test-integration test-contract test-browser migrate revision clean
+.PHONY: help install install-node install-contract install-browser run simulator format lint test test-unit test-integration test-contract test-browser migrate revision clean
