@@ -1,0 +1,170 @@
+"""The OpenAI dialect's pure parts: form fields → request, documents → bodies, stream frames."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from aymurai.api.routes.openai import (
+    cached_frames,
+    delta_frame,
+    done_frame,
+    error_frame,
+    parse_transcription_request,
+    verbose_json_body,
+)
+from aymurai.errors import InvalidRequestError
+from aymurai.settings import Settings
+from aymurai.transcription.schemas import ASRDocument, ASRParagraph
+
+
+def _settings(**values: Any) -> Settings:
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+def _fields(**values: str | list[str]) -> dict[str, list[str]]:
+    return {name: value if isinstance(value, list) else [value] for name, value in values.items()}
+
+
+def _document(*paragraphs: tuple[int, str], language: str | None = None) -> ASRDocument:
+    return ASRDocument(
+        document_id=uuid.uuid4(),
+        document=[
+            ASRParagraph(
+                paragraph_id=f"p{i}",
+                speaker_no=speaker,
+                speaker_id=f"speaker-{speaker}",
+                start=i * 2.0,
+                end=i * 2.0 + 1.23456,
+                text=text,
+                language=language,
+            )
+            for i, (speaker, text) in enumerate(paragraphs)
+        ],
+        current_time=10.0,
+        total_time=10.0,
+    )
+
+
+def test_parse_request_defaults_to_json_without_streaming() -> None:
+    """Only `model` is needed; any name is accepted when no models are configured."""
+    request = parse_transcription_request(_fields(model="anything"), _settings())
+    assert (request.model, request.response_format, request.stream) == ("anything", "json", False)
+
+
+def test_parse_request_reads_the_sdk_encodings() -> None:
+    """`stream=true`, `timestamp_granularities[]`, temperature 0 and chunking auto are fine."""
+    request = parse_transcription_request(
+        _fields(
+            model="whisper-1",
+            stream="true",
+            response_format="text",
+            temperature="0",
+            chunking_strategy="auto",
+            **{"timestamp_granularities[]": ["segment"]},
+        ),
+        _settings(),
+    )
+    assert (request.response_format, request.stream) == ("text", True)
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({}, "model"),
+        ({"model": "m", "response_format": "xml"}, "response_format"),
+        ({"model": "m", "response_format": "srt", "stream": "true"}, "response_format"),
+        ({"model": "m", "response_format": "verbose_json", "stream": "1"}, "response_format"),
+        ({"model": "m", "stream": "maybe"}, "stream"),
+        ({"model": "m", "timestamp_granularities[]": "word"}, "timestamp_granularities"),
+        ({"model": "m", "timestamp_granularities": "char"}, "timestamp_granularities"),
+        ({"model": "m", "prompt": "Names: Ana, Luis."}, "prompt"),
+        ({"model": "m", "language": "es"}, "language"),
+        ({"model": "m", "temperature": "0.4"}, "temperature"),
+        ({"model": "m", "temperature": "hot"}, "temperature"),
+        ({"model": "m", "include[]": "logprobs"}, "include"),
+        ({"model": "m", "chunking_strategy": '{"type":"server_vad"}'}, "chunking_strategy"),
+        ({"model": "m", "known_speaker_names[]": "Ana"}, "known_speaker_names"),
+        ({"model": "m", "user": "someone"}, "user"),
+        ({"model": ["a", "b"]}, "model"),
+    ],
+)
+def test_parse_request_refuses_what_wlk_cannot_honour(
+    fields: dict[str, str | list[str]], param: str
+) -> None:
+    """Each unusable field is a 400 naming it, never silently ignored."""
+    with pytest.raises(InvalidRequestError) as error:
+        parse_transcription_request(_fields(**fields), _settings())
+    assert error.value.param == param
+
+
+def test_parse_request_language_must_be_the_servers() -> None:
+    """`language` is accepted only when it names the language WLK was started with."""
+    settings = _settings(transcribe_wlk_language="ES")
+    parse_transcription_request(_fields(model="m", language="es"), settings)
+    with pytest.raises(InvalidRequestError, match="'es' only") as error:
+        parse_transcription_request(_fields(model="m", language="en"), settings)
+    assert error.value.param == "language"
+    assert _settings(transcribe_wlk_language="auto").transcribe_wlk_language is None
+
+
+def test_parse_request_models_setting_restricts_names() -> None:
+    """TRANSCRIBE_OPENAI_MODELS (comma-separated) limits the accepted names."""
+    settings = _settings(transcribe_openai_models="whisper-1, large-v3")
+    assert settings.transcribe_openai_models == ["whisper-1", "large-v3"]
+    parse_transcription_request(_fields(model="large-v3"), settings)
+    with pytest.raises(InvalidRequestError) as error:
+        parse_transcription_request(_fields(model="whisper-2"), settings)
+    assert error.value.param == "model"
+
+
+def test_verbose_json_has_only_real_segment_fields() -> None:
+    """Segments: id, start, end, text (ms-rounded), plus speaker only when diarized."""
+    single = verbose_json_body(_document((1, " Hello  world "), (1, "   ")), _settings())
+    assert single == {
+        "task": "transcribe",
+        "language": "unknown",
+        "duration": 10.0,
+        "text": "Hello world",
+        "segments": [{"id": 0, "start": 0.0, "end": 1.235, "text": "Hello world"}],
+        "usage": {"type": "duration", "seconds": 10.0},
+    }
+    diarized = verbose_json_body(_document((1, "Hi"), (2, "Bye"), language="en"), _settings())
+    assert diarized["language"] == "en"
+    assert [s["speaker"] for s in diarized["segments"]] == ["speaker-1", "speaker-2"]
+    assert _settings(transcribe_wlk_language="es").transcribe_wlk_language == "es"
+
+
+def _payload(frame: bytes) -> Any:
+    assert frame.startswith(b"data: ") and frame.endswith(b"\n\n")
+    assert frame.count(b"\n") == 2, "one data line per event"
+    return json.loads(frame[len(b"data: ") :])
+
+
+def test_stream_frames_are_openai_events() -> None:
+    """Delta, done and error events are single `data:` lines in OpenAI's shapes."""
+    assert _payload(delta_frame(" a\nb")) == {"type": "transcript.text.delta", "delta": " a\nb"}
+    assert _payload(done_frame("x")) == {"type": "transcript.text.done", "text": "x"}
+    assert _payload(error_frame("UPSTREAM_TIMEOUT", "slow")) == {
+        "type": "error",
+        "error": {
+            "message": "slow",
+            "type": "server_error",
+            "param": None,
+            "code": "UPSTREAM_TIMEOUT",
+        },
+    }
+
+
+async def test_cached_frames_stream_paragraphs_as_deltas() -> None:
+    """A cache hit: one delta per non-empty paragraph, then done with their concatenation."""
+    frames = [f async for f in cached_frames(_document((1, "Hello"), (2, " "), (2, "big  world")))]
+    payloads = [_payload(f) for f in frames]
+    assert payloads == [
+        {"type": "transcript.text.delta", "delta": "Hello"},
+        {"type": "transcript.text.delta", "delta": " big world"},
+        {"type": "transcript.text.done", "text": "Hello big world"},
+    ]
