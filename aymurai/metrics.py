@@ -9,6 +9,7 @@ Who records what (the layers only call methods here; nothing else imports promet
 
     api/routes/transcription.py   requests by endpoint and outcome, SSE streams active,
                                   time to the first transcript event
+    api/routes/openai.py          requests by outcome under the endpoint label "openai"
     transcription/service.py      cache lookups, queue wait, processing time, audio seconds,
                                   real-time factor, upstream closes by code
     (gauges read live)            requests queued, upstream sessions in use (admission queue)
@@ -58,8 +59,8 @@ class GatewayMetrics:
         )
         self.requests = Counter(
             "aymurai_transcription_requests",
-            "Transcription requests by endpoint (stream, blocking) and outcome (done, cache_hit, "
-            "client_gone, or the error code).",
+            "Transcription requests by endpoint (stream, blocking, openai) and outcome (done, "
+            "cache_hit, client_gone, or the error code).",
             ["endpoint", "outcome"],
             registry=registry,
         )
