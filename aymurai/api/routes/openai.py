@@ -82,8 +82,11 @@ OPENAI_STATUS_BY_CODE = {
 
 # --- errors -----------------------------------------------------------------------------------
 def error_type_for(status: int) -> str:
+    """OpenAI's error `type` for a status (the types its error-code docs use)."""
     if status == 429:
         return "rate_limit_error"
+    if status == 503:
+        return "service_unavailable_error"
     if status >= 500:
         return "server_error"
     return "invalid_request_error"
