@@ -244,7 +244,7 @@ async def test_openai_python_sdk_raises_typed_errors_with_our_message(
 async def test_openai_errors_are_openai_objects_never_422(
     openai_gateway: RunningGateway, tmp_path: Path
 ) -> None:
-    """No file, no model, not multipart: 400 with OpenAI's error object naming the param."""
+    """No file, no model, not multipart, a huge field: 400, OpenAI's error naming the param."""
     audio = _audio(tmp_path, "raw")
     async with openai_gateway.client() as client:
         no_file = await client.post("/v1/audio/transcriptions", data={"model": "x"}, files={})
@@ -255,12 +255,18 @@ async def test_openai_errors_are_openai_objects_never_422(
             files=upload_files(audio),
             data={"model": "x", "frobnicate": "1"},
         )
+        huge_field = await client.post(
+            "/v1/audio/transcriptions",
+            files=upload_files(audio),
+            data={"model": "x", "language": "e" * 20_000},
+        )
         wrong_method = await client.get("/v1/audio/transcriptions")
     for response, param in [
         (no_file, "file"),
         (no_multipart, "file"),
         (no_model, "model"),
         (unknown, "frobnicate"),
+        (huge_field, "language"),
     ]:
         assert response.status_code == 400, response.text
         error = response.json()["error"]
