@@ -15,7 +15,7 @@ install: ## Create .venv and install the gateway with its dev tools
 	$(BIN)/pip install --quiet -e '.[dev]'
 
 install-node: ## Install the official openai npm package for the Node SDK tests (test/openai_node, Node 20+)
-	cd test/openai_node && npm ci --no-audit --no-fund
+	bash scripts/install-node.sh
 
 install-contract: ## Install the real WhisperLiveKit server code (0.2.26 and 0.2.17, stub ASR, no weights) into .venv-wlk*
 	bash scripts/install-contract.sh
