@@ -15,7 +15,7 @@ Choices, and why:
   asks for no label unless the transcript is diarized (`label_speakers=False`): OpenAI's own
   subtitles carry the words only.
 - `plain_text` is the transcript as one string, words separated by single spaces: the same
-  normalisation as `transcription/deltas.py`, so streamed text and stored text compare equal.
+  normalisation as `transcription/text_deltas.py`, so streamed text and stored text compare equal.
 """
 
 from __future__ import annotations

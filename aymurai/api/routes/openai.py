@@ -16,7 +16,7 @@ Python and Node SDKs (test/integration/test_openai_sdk.py). Choices, and why:
 - The stream is OpenAI's SSE framing: `data:` lines only, no `id:` or `event:` line. Idle comments
   (`: keepalive`) are safe for both SDKs as long as no `id:` was ever sent (the Python SDK keeps the
   last id across events, and would turn a comment block into an empty event once one was seen).
-- Deltas carry committed text only (`transcription/deltas.py`), so their concatenation is the
+- Deltas carry committed text only (`transcription/text_deltas.py`), so their concatenation is the
   `done` text and the stored transcript; WLK's volatile buffer never goes out.
 """
 
@@ -43,7 +43,6 @@ from aymurai.api.sse import KEEPALIVE_FRAME, EventStreamResponse
 from aymurai.api.upload import SpooledUpload, receive_audio_upload
 from aymurai.metrics import OUTCOME_CACHE_HIT, OUTCOME_CLIENT_GONE, OUTCOME_DONE
 from aymurai.settings import Settings
-from aymurai.transcription.deltas import CommittedTextDeltas, committed_text
 from aymurai.transcription.formats import is_diarized, plain_text, render_srt, render_vtt
 from aymurai.transcription.jobs import (
     Done,
@@ -55,6 +54,7 @@ from aymurai.transcription.jobs import (
 )
 from aymurai.transcription.schemas import ASRDocument, ASRParagraph
 from aymurai.transcription.service import TranscriptionService
+from aymurai.transcription.text_deltas import CommittedTextDeltas, committed_text
 
 logger = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from aymurai.transcription.deltas import CommittedTextDeltas, committed_text
 from aymurai.transcription.formats import plain_text
 from aymurai.transcription.schemas import ASRDocument
+from aymurai.transcription.text_deltas import CommittedTextDeltas, committed_text
 from aymurai.transcription.transcript import build_paragraphs
 from aymurai.transcription.wlk_protocol import StatusSnapshot, TranscriptLine
 
