@@ -16,8 +16,8 @@ Python and Node SDKs (test/integration/test_openai_sdk.py). Choices, and why:
 - The stream is OpenAI's SSE framing: `data:` lines only, no `id:` or `event:` line. Idle comments
   (`: keepalive`) are safe for both SDKs as long as no `id:` was ever sent (the Python SDK keeps the
   last id across events, and would turn a comment block into an empty event once one was seen).
-- Deltas carry committed text only (`transcription/text_deltas.py`), so their concatenation is the
-  `done` text and the stored transcript; WLK's volatile buffer never goes out.
+- Deltas carry committed text only (`transcription/text_deltas.py`), so their concatenation is
+  the `done` text and the stored transcript; WLK's volatile buffer never goes out.
 """
 
 from __future__ import annotations
