@@ -460,6 +460,23 @@ async def stream_frames(
         on_outcome(outcome)
 
 
+async def watched_updates(
+    job: TranscriptionJob, settings: Settings
+) -> AsyncIterator[JobUpdate | Keepalive]:
+    """The job's newest updates for one response; leaving early unsubscribes.
+
+    We read the updates (WLK's snapshots), not rendered documents: only a snapshot tells
+    committed lines from the volatile buffer, which the deltas need.
+    """
+    updates = job.updates(
+        min_interval_seconds=settings.transcribe_sse_min_event_interval_seconds,
+        keepalive_seconds=settings.sse_keepalive,
+    )
+    async with aclosing(updates):  # type: ignore[type-var]
+        async for update in updates:
+            yield update
+
+
 # --- routes -----------------------------------------------------------------------------------
 async def _cached_or_started(
     service: TranscriptionService, upload: SpooledUpload
@@ -557,12 +574,8 @@ async def create_transcription(
 
     job = outcome
     if params.stream:
-        updates = job.updates(
-            min_interval_seconds=settings.transcribe_sse_min_event_interval_seconds,
-            keepalive_seconds=settings.sse_keepalive,
-        )
         frames = stream_frames(
-            updates,
+            watched_updates(job, settings),
             keepalive_seconds=settings.sse_keepalive,
             on_outcome=lambda code: metrics.count_request(METRICS_ENDPOINT, code),
         )
