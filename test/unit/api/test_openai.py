@@ -14,11 +14,22 @@ from aymurai.api.routes.openai import (
     done_frame,
     error_frame,
     parse_transcription_request,
+    stream_frames,
     verbose_json_body,
 )
 from aymurai.errors import InvalidRequestError
 from aymurai.settings import Settings
+from aymurai.transcription.jobs import (
+    KEEPALIVE,
+    Done,
+    Failed,
+    JobUpdate,
+    Keepalive,
+    Queued,
+    Transcribing,
+)
 from aymurai.transcription.schemas import ASRDocument, ASRParagraph
+from aymurai.transcription.wlk_protocol import StatusSnapshot, TranscriptLine
 
 
 def _settings(**values: Any) -> Settings:
@@ -167,4 +178,71 @@ async def test_cached_frames_stream_paragraphs_as_deltas() -> None:
         {"type": "transcript.text.delta", "delta": "Hello"},
         {"type": "transcript.text.delta", "delta": " big world"},
         {"type": "transcript.text.done", "text": "Hello big world"},
+    ]
+
+
+def _transcribing(document_id: uuid.UUID, text: str, buffer: str = "") -> Transcribing:
+    line = TranscriptLine(1, text, 0.0, 1.0)
+    snapshot = StatusSnapshot("active_transcription", (line,), buffer_transcription=buffer)
+    return Transcribing(document_id, snapshot, 1.0, 10.0)
+
+
+async def _frames(updates: list[JobUpdate | Keepalive], outcomes: list[str]) -> list[Any]:
+    async def source() -> Any:
+        for update in updates:
+            yield update
+
+    frames = stream_frames(source(), keepalive_seconds=None, on_outcome=outcomes.append)
+    return [
+        "keepalive" if frame == b": keepalive\n\n" else _payload(frame) async for frame in frames
+    ]
+
+
+async def test_stream_frames_send_committed_deltas_then_the_final_commit() -> None:
+    """Queue updates send nothing, idle ones a comment; the end-of-stream words are a delta."""
+    document = _document((1, "a b c d"))
+    doc_id = document.document_id
+    outcomes: list[str] = []
+    frames = await _frames(
+        [
+            Queued(doc_id, 2),
+            _transcribing(doc_id, " a b", buffer=" guess"),
+            _transcribing(doc_id, " a b c"),
+            KEEPALIVE,
+            Done(document),
+        ],
+        outcomes,
+    )
+    assert frames == [
+        {"type": "transcript.text.delta", "delta": "a"},
+        {"type": "transcript.text.delta", "delta": " b"},
+        "keepalive",
+        {"type": "transcript.text.delta", "delta": " c d"},
+        {"type": "transcript.text.done", "text": "a b c d"},
+    ]
+    assert outcomes == ["done"]
+
+
+async def test_stream_frames_end_with_an_error_event_on_failure() -> None:
+    """An upstream failure after deltas: one error event, nothing after it."""
+    doc_id = uuid.uuid4()
+    outcomes: list[str] = []
+    frames = await _frames(
+        [_transcribing(doc_id, " one two three"), Failed("UPSTREAM_TIMEOUT", "slow")], outcomes
+    )
+    assert frames[0] == {"type": "transcript.text.delta", "delta": "one two"}
+    assert frames[1]["type"] == "error" and frames[1]["error"]["code"] == "UPSTREAM_TIMEOUT"
+    assert frames[1]["error"]["type"] == "server_error"
+    assert len(frames) == 2 and outcomes == ["UPSTREAM_TIMEOUT"]
+
+
+async def test_stream_frames_done_carries_the_stored_text_when_wlk_dropped_words() -> None:
+    """If the final text contradicts what was sent, done reports the stored transcript."""
+    doc_id = uuid.uuid4()
+    frames = await _frames(
+        [_transcribing(doc_id, " alpha beta gamma"), Done(_document((1, "alpha gamma")))], []
+    )
+    assert frames == [
+        {"type": "transcript.text.delta", "delta": "alpha beta"},
+        {"type": "transcript.text.done", "text": "alpha gamma"},
     ]
