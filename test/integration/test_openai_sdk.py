@@ -261,6 +261,8 @@ async def test_openai_errors_are_openai_objects_never_422(
             data={"model": "x", "language": "e" * 20_000},
         )
         wrong_method = await client.get("/v1/audio/transcriptions")
+        slash = await client.get("/v1/models/")
+        deeper = await client.get("/v1/models/a/b")
     for response, param in [
         (no_file, "file"),
         (no_multipart, "file"),
@@ -275,6 +277,8 @@ async def test_openai_errors_are_openai_objects_never_422(
         assert error["param"] == param
     assert wrong_method.status_code == 405
     assert set(wrong_method.json()) == {"error"}
+    assert (slash.status_code, deeper.status_code) == (404, 404)
+    assert deeper.json()["error"]["code"] == "NOT_FOUND"
 
 
 async def test_openai_upload_over_the_limit_is_413(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import aclosing
@@ -619,7 +620,8 @@ async def retrieve_model(model: str, settings: SettingsDep) -> Response:
     return JSONResponse(_model_object(model))
 
 
-KNOWN_PATHS = {"/v1/audio/transcriptions", "/v1/models"}
+# Paths served above (as matched by `path`), for telling 405 from 404.
+KNOWN_PATH = re.compile(r"audio/transcriptions|models(/[^/]+)?")
 
 
 @router.api_route(
@@ -629,7 +631,7 @@ KNOWN_PATHS = {"/v1/audio/transcriptions", "/v1/models"}
 )
 async def unknown_route(request: Request, path: str) -> Response:
     """Anything else under /v1: OpenAI's 404 (or 405 on a known path) instead of ours."""
-    if request.url.path in KNOWN_PATHS or request.url.path.startswith("/v1/models/"):
+    if KNOWN_PATH.fullmatch(path):
         return openai_error_response(
             405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed on /v1/{path}."
         )
