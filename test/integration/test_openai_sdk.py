@@ -459,3 +459,37 @@ async def test_openai_stream_client_gone_ends_the_job(
         await eventually(lambda: not service.jobs, what="the job to end")
         stored = await client.get(_document_url(audio))
     assert stored.status_code == 404, stored.text
+
+
+async def test_openai_open_webui_request_and_language_fallback(
+    openai_gateway: RunningGateway, tmp_path: Path
+) -> None:
+    """Open WebUI's request: verbose_json + one `timestamp_granularities[]`, its chat language
+    first (refused: WLK's language is the server's), then the same without language (served)."""
+    audio = _audio(tmp_path, "webui", fmt="wav_s16")
+    form = {
+        "model": "whisper-1",
+        "response_format": "verbose_json",
+        "timestamp_granularities[]": "segment",
+    }
+    async with openai_gateway.client() as client:
+        with_language = await client.post(
+            "/v1/audio/transcriptions",
+            files=upload_files(audio),
+            data={**form, "language": "en"},
+            headers={"Authorization": "Bearer unused"},
+        )
+        without = await client.post(
+            "/v1/audio/transcriptions",
+            files=upload_files(audio),
+            data=form,
+            headers={"Authorization": "Bearer unused"},
+        )
+    assert with_language.status_code == 400
+    assert with_language.json()["error"]["param"] == "language"
+    assert without.status_code == 200, without.text
+    body = without.json()
+    assert body["text"] == EXPECTED_TEXT
+    assert [set(s) >= {"id", "start", "end", "text"} for s in body["segments"]] == [True] * len(
+        body["segments"]
+    )
