@@ -42,7 +42,12 @@ from aymurai.api.deps import ServiceDep, SettingsDep
 from aymurai.api.errors import status_for, status_for_code
 from aymurai.api.sse import KEEPALIVE_FRAME, EventStreamResponse
 from aymurai.api.upload import SpooledUpload, receive_audio_upload
-from aymurai.metrics import OUTCOME_CACHE_HIT, OUTCOME_CLIENT_GONE, OUTCOME_DONE
+from aymurai.metrics import (
+    OUTCOME_CACHE_HIT,
+    OUTCOME_CLIENT_GONE,
+    OUTCOME_DONE,
+    GatewayMetrics,
+)
 from aymurai.settings import Settings
 from aymurai.transcription.formats import is_diarized, plain_text, render_srt, render_vtt
 from aymurai.transcription.jobs import (
@@ -416,24 +421,37 @@ async def stream_frames(
     updates: AsyncIterator[JobUpdate | Keepalive],
     *,
     keepalive_seconds: float | None,
-    on_outcome: Callable[[str], None],
+    metrics: GatewayMetrics,
+    received_at: float,
 ) -> AsyncIterator[bytes]:
     """A job's updates as OpenAI stream events: committed-text deltas, then done or error.
 
     Updates that add no committed text (queue moves, buffer-only changes) send a keepalive comment
-    once the stream has been silent for `keepalive_seconds`, so proxies see bytes flowing.
+    once the stream has been silent for `keepalive_seconds`, so proxies see bytes flowing. The
+    stream counts in the open-streams gauge, its first delta in the time to first transcript
+    (`received_at` is when the upload was received, monotonic), its end in the requests.
     """
     deltas = CommittedTextDeltas()
     last_write = time.monotonic()
     outcome = OUTCOME_CLIENT_GONE
+    first_delta_seen = False
+
+    def delta_out(delta: str) -> bytes:
+        nonlocal first_delta_seen, last_write
+        last_write = time.monotonic()
+        if not first_delta_seen:
+            first_delta_seen = True
+            metrics.time_to_first_transcript.observe(last_write - received_at)
+        return delta_frame(delta)
+
+    metrics.streams_active.inc()
     try:
         async with aclosing(updates):  # type: ignore[type-var]
             async for update in updates:
                 if isinstance(update, Transcribing):
                     delta = deltas.advance(committed_text(update.snapshot))
                     if delta:
-                        last_write = time.monotonic()
-                        yield delta_frame(delta)
+                        yield delta_out(delta)
                         continue
                 elif isinstance(update, Done):
                     finish = deltas.finish(plain_text(update.document))
@@ -443,7 +461,7 @@ async def stream_frames(
                             "the done event carries the stored transcript"
                         )
                     if finish.delta:
-                        yield delta_frame(finish.delta)
+                        yield delta_out(finish.delta)
                     outcome = OUTCOME_DONE
                     yield done_frame(finish.text)
                     return
@@ -458,7 +476,8 @@ async def stream_frames(
                     last_write = time.monotonic()
                     yield KEEPALIVE_FRAME
     finally:
-        on_outcome(outcome)
+        metrics.streams_active.dec()
+        metrics.count_request(METRICS_ENDPOINT, outcome)
 
 
 async def watched_updates(
@@ -545,6 +564,7 @@ async def create_transcription(
             max_bytes=settings.transcribe_max_upload_bytes,
             spool_dir=settings.transcribe_spool_dir,
         )
+        received_at = time.monotonic()
         try:
             params = parse_transcription_request(upload.fields, settings)
         except BaseException:
@@ -578,7 +598,8 @@ async def create_transcription(
         frames = stream_frames(
             watched_updates(job, settings),
             keepalive_seconds=settings.sse_keepalive,
-            on_outcome=lambda code: metrics.count_request(METRICS_ENDPOINT, code),
+            metrics=metrics,
+            received_at=received_at,
         )
         return EventStreamResponse(frames, headers=headers)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
@@ -18,6 +19,7 @@ from aymurai.api.routes.openai import (
     verbose_json_body,
 )
 from aymurai.errors import InvalidRequestError
+from aymurai.metrics import GatewayMetrics
 from aymurai.settings import Settings
 from aymurai.transcription.jobs import (
     KEEPALIVE,
@@ -192,10 +194,22 @@ async def _frames(updates: list[JobUpdate | Keepalive], outcomes: list[str]) -> 
         for update in updates:
             yield update
 
-    frames = stream_frames(source(), keepalive_seconds=None, on_outcome=outcomes.append)
-    return [
+    metrics = GatewayMetrics()
+    frames = stream_frames(
+        source(), keepalive_seconds=None, metrics=metrics, received_at=time.monotonic()
+    )
+    result = [
         "keepalive" if frame == b": keepalive\n\n" else _payload(frame) async for frame in frames
     ]
+    assert metrics.registry.get_sample_value("aymurai_sse_streams_active") == 0
+    outcomes.extend(
+        sample.labels["outcome"]
+        for metric in metrics.registry.collect()
+        if metric.name == "aymurai_transcription_requests"
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.value == 1
+    )
+    return result
 
 
 async def test_stream_frames_send_committed_deltas_then_the_final_commit() -> None:
