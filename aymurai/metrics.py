@@ -9,7 +9,8 @@ Who records what (the layers only call methods here; nothing else imports promet
 
     api/routes/transcription.py   requests by endpoint and outcome, SSE streams active,
                                   time to the first transcript event
-    api/routes/openai.py          requests by outcome under the endpoint label "openai"
+    api/routes/openai.py          the same for /v1 (endpoint label "openai"; first transcript =
+                                  first delta)
     transcription/service.py      cache lookups, queue wait, processing time, audio seconds,
                                   real-time factor, upstream closes by code
     (gauges read live)            requests queued, upstream sessions in use (admission queue)
