@@ -260,3 +260,22 @@ async def test_stream_frames_done_carries_the_stored_text_when_wlk_dropped_words
         {"type": "transcript.text.delta", "delta": "alpha beta"},
         {"type": "transcript.text.done", "text": "alpha gamma"},
     ]
+
+
+def test_stream_framing_keeps_keepalives_invisible_to_the_python_sdk() -> None:
+    """The SDK's own decoder sees our comments as nothing, because we never send `id:`.
+
+    (With an `id:` line earlier in the stream it would turn each comment block into an empty
+    event, whose JSON then fails to parse: the trap this framing avoids.)
+    """
+    from openai._streaming import SSEDecoder
+
+    body = delta_frame("a") + b": keepalive\n\n" + delta_frame(" b") + done_frame("a b")
+    events = list(SSEDecoder().iter_bytes(iter([body])))
+    assert [json.loads(event.data)["type"] for event in events] == [
+        "transcript.text.delta",
+        "transcript.text.delta",
+        "transcript.text.done",
+    ]
+    with_id = list(SSEDecoder().iter_bytes(iter([b"id: 1\n" + body])))
+    assert [event.data for event in with_id][1] == ""
