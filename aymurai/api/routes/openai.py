@@ -184,6 +184,8 @@ KNOWN_FIELDS = {
     "chunking_strategy",
     "known_speaker_names",
     "known_speaker_references",
+    "keywords",
+    "languages",
 }
 
 
@@ -209,6 +211,34 @@ def _parse_bool(value: str, name: str) -> bool:
 
 def _reject(name: str, message: str) -> errors.InvalidRequestError:
     return errors.InvalidRequestError(message, param=name)
+
+
+def _primary_language(value: str) -> str:
+    # "en-US" and "en_us" name the language WLK knows as "en".
+    return value.strip().lower().replace("_", "-").split("-")[0]
+
+
+def _check_languages(fields: Mapping[str, list[str]], server_language: str | None) -> None:
+    """`language` must be the server's; `languages[]` (candidates) must include it."""
+    language = _primary_language(_single(fields, "language") or "")
+    if language and language != server_language:
+        raise _reject(
+            "language",
+            f"This WhisperLiveKit server transcribes {server_language!r} only; "
+            "its language is a server setting, not chosen per request."
+            if server_language
+            else "This WhisperLiveKit server detects the language itself and cannot be asked "
+            "for one per request; leave language empty.",
+        )
+    candidates = {_primary_language(value) for value in _multi(fields, "languages")}
+    if candidates and server_language not in candidates:
+        raise _reject(
+            "languages",
+            f"This WhisperLiveKit server transcribes {server_language!r} only."
+            if server_language
+            else "This WhisperLiveKit server detects the language itself and cannot be limited "
+            "to candidates; leave languages empty.",
+        )
 
 
 def parse_transcription_request(
@@ -247,17 +277,7 @@ def parse_transcription_request(
             "use json or text with stream=true.",
         )
 
-    language = (_single(fields, "language") or "").lower()
-    server_language = settings.transcribe_wlk_language
-    if language and language != server_language:
-        raise _reject(
-            "language",
-            f"This WhisperLiveKit server transcribes {server_language!r} only; "
-            "its language is a server setting, not chosen per request."
-            if server_language
-            else "This WhisperLiveKit server detects the language itself and cannot be asked "
-            "for one per request; leave language empty.",
-        )
+    _check_languages(fields, settings.transcribe_wlk_language)
     if _single(fields, "prompt"):
         raise _reject(
             "prompt",
@@ -295,6 +315,8 @@ def parse_transcription_request(
     for name in ("known_speaker_names", "known_speaker_references"):
         if _multi(fields, name):
             raise _reject(name, f"WhisperLiveKit cannot match known speakers; leave {name} empty.")
+    if _multi(fields, "keywords"):
+        raise _reject("keywords", "WhisperLiveKit takes no keywords per request; leave it empty.")
     return TranscriptionRequest(model=model, response_format=response_format, stream=stream)
 
 

@@ -102,6 +102,8 @@ def test_parse_request_reads_the_sdk_encodings() -> None:
         ({"model": "m", "chunking_strategy": '{"type":"server_vad"}'}, "chunking_strategy"),
         ({"model": "m", "known_speaker_names[]": "Ana"}, "known_speaker_names"),
         ({"model": "m", "user": "someone"}, "user"),
+        ({"model": "m", "keywords[]": "Ana"}, "keywords"),
+        ({"model": "m", "languages[]": ["es", "en"]}, "languages"),
         ({"model": ["a", "b"]}, "model"),
     ],
 )
@@ -118,6 +120,11 @@ def test_parse_request_language_must_be_the_servers() -> None:
     """`language` is accepted only when it names the language WLK was started with."""
     settings = _settings(transcribe_wlk_language="ES")
     parse_transcription_request(_fields(model="m", language="es"), settings)
+    parse_transcription_request(_fields(model="m", language="es-AR"), settings)
+    parse_transcription_request(_fields(model="m", **{"languages[]": ["en", "es"]}), settings)
+    with pytest.raises(InvalidRequestError) as candidates:
+        parse_transcription_request(_fields(model="m", **{"languages[]": ["en"]}), settings)
+    assert candidates.value.param == "languages"
     with pytest.raises(InvalidRequestError, match="'es' only") as error:
         parse_transcription_request(_fields(model="m", language="en"), settings)
     assert error.value.param == "language"
