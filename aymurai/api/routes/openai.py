@@ -31,6 +31,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -41,7 +42,7 @@ from aymurai import errors
 from aymurai.api.deps import ServiceDep, SettingsDep
 from aymurai.api.errors import status_for, status_for_code
 from aymurai.api.sse import KEEPALIVE_FRAME, EventStreamResponse
-from aymurai.api.upload import SpooledUpload, receive_audio_upload
+from aymurai.api.upload import SpooledUpload, receive_audio_upload, upload_limits
 from aymurai.metrics import (
     OUTCOME_CACHE_HIT,
     OUTCOME_CLIENT_GONE,
@@ -81,6 +82,7 @@ METRICS_ENDPOINT = "openai"
 # Where OpenAI's statuses differ from our own API's (api/errors.py holds the rest).
 OPENAI_STATUS_BY_CODE = {
     errors.QueueFullError.code: 429,
+    errors.TooManyUploadsError.code: 429,
     errors.InvalidAudioError.code: 400,
     errors.MissingFileError.code: 400,
 }
@@ -123,7 +125,7 @@ def openai_status_for_code(code: str) -> int:
 def response_for_gateway_error(exc: errors.GatewayError) -> JSONResponse:
     status = OPENAI_STATUS_BY_CODE.get(exc.code) or status_for(exc)
     headers = {}
-    if isinstance(exc, errors.QueueFullError):
+    if isinstance(exc, errors.QueueFullError | errors.TooManyUploadsError):
         headers["Retry-After"] = str(exc.retry_after_seconds)
     param = exc.param if isinstance(exc, errors.InvalidRequestError) else None
     if isinstance(exc, errors.EmptyUploadError | errors.MissingFileError):
@@ -542,6 +544,25 @@ async def _cached_or_started(
         raise
 
 
+async def _result_unless_client_leaves(
+    request: Request, job: TranscriptionJob
+) -> Done | Failed | None:
+    """The job's result, or None as soon as the client disconnects (so WLK is freed at once)."""
+    result: Done | Failed | None = None
+    async with anyio.create_task_group() as group:
+
+        async def cancel_on_disconnect() -> None:
+            # The body is fully read: the next message is the disconnect.
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            group.cancel_scope.cancel()
+
+        group.start_soon(cancel_on_disconnect)
+        result = await job.wait_for_result()
+        group.cancel_scope.cancel()
+    return result
+
+
 UPLOAD_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -582,9 +603,7 @@ async def create_transcription(
     metrics = service.metrics
     try:
         upload = await receive_audio_upload(
-            request,
-            max_bytes=settings.transcribe_max_upload_bytes,
-            spool_dir=settings.transcribe_spool_dir,
+            request, limits=upload_limits(settings), spool=request.app.state.spool
         )
         received_at = time.monotonic()
         try:
@@ -625,7 +644,13 @@ async def create_transcription(
         )
         return EventStreamResponse(frames, headers=headers)
 
-    result = await job.wait_for_result()
+    result = await _result_unless_client_leaves(request, job)
+    if result is None:
+        # Leaving the job cancelled it (last subscriber), as when a stream's client leaves.
+        metrics.count_request(METRICS_ENDPOINT, OUTCOME_CLIENT_GONE)
+        logger.info("client gone; transcription cancelled")
+        error = errors.ClientDisconnectedError
+        return openai_error_response(499, error.code, error.default_detail)
     if isinstance(result, Failed):
         metrics.count_request(METRICS_ENDPOINT, result.code)
         return openai_error_response(
