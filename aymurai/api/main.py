@@ -83,12 +83,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         transcription.router,
         validation.router,
-        openai.router,
         health.router,
         metrics.router,
         web.router,
     ):
         app.include_router(router, responses=DEFAULT_ERROR_RESPONSES)
+    app.include_router(openai.router)  # documents OpenAI's error object itself
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -36,6 +36,7 @@ from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aymurai import errors
@@ -162,7 +163,37 @@ class OpenAIRoute(APIRoute):
         return guarded
 
 
-router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIRoute)
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIErrorBody(BaseModel):
+    """OpenAI's error object, every `/v1` error answer (and the last event of a failed stream)."""
+
+    error: OpenAIErrorDetail
+
+
+class ModelPublic(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "aymurai"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelPublic]
+
+
+router = APIRouter(
+    prefix="/v1",
+    tags=["openai"],
+    route_class=OpenAIRoute,
+    responses={"default": {"model": OpenAIErrorBody, "description": "OpenAI's error object"}},
+)
 
 
 # --- request ----------------------------------------------------------------------------------
@@ -666,43 +697,42 @@ def _model_names(settings: Settings) -> list[str]:
     return settings.transcribe_openai_models or [DEFAULT_MODEL]
 
 
-def _model_object(name: str) -> dict[str, Any]:
-    return {"id": name, "object": "model", "created": 0, "owned_by": "aymurai"}
-
-
-@router.get("/models")
-async def list_models(settings: SettingsDep) -> JSONResponse:
+@router.get("/models", response_model=ModelList)
+async def list_models(settings: SettingsDep) -> ModelList:
     """The model names `/v1/audio/transcriptions` accepts, in OpenAI's list shape."""
-    return JSONResponse(
-        {"object": "list", "data": [_model_object(name) for name in _model_names(settings)]}
-    )
+    return ModelList(data=[ModelPublic(id=name) for name in _model_names(settings)])
 
 
-@router.get("/models/{model}")
-async def retrieve_model(model: str, settings: SettingsDep) -> Response:
+@router.get("/models/{model}", response_model=ModelPublic)
+async def retrieve_model(model: str, settings: SettingsDep) -> ModelPublic:
     """One accepted model name (any name, when none are configured)."""
     if settings.transcribe_openai_models and model not in settings.transcribe_openai_models:
-        return openai_error_response(
-            404, "NOT_FOUND", f"The model {model!r} does not exist.", param="model"
-        )
-    return JSONResponse(_model_object(model))
+        raise errors.NotFoundError(f"The model {model!r} does not exist.")
+    return ModelPublic(id=model)
 
 
-# Paths served above (as matched by `path`), for telling 405 from 404.
-KNOWN_PATH = re.compile(r"audio/transcriptions|models(/[^/]+)?")
+# Paths served above (as matched by `path`) and their methods, for telling 405 from 404.
+ALLOWED_METHODS = {
+    re.compile(r"audio/transcriptions"): "POST",
+    re.compile(r"models(/[^/]+)?"): "GET",
+}
 
 
 @router.api_route(
     "/{path:path}",
-    methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+    methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
     include_in_schema=False,
 )
 async def unknown_route(request: Request, path: str) -> Response:
     """Anything else under /v1: OpenAI's 404 (or 405 on a known path) instead of ours."""
-    if KNOWN_PATH.fullmatch(path):
-        return openai_error_response(
-            405, "METHOD_NOT_ALLOWED", f"{request.method} is not allowed on /v1/{path}."
-        )
+    for pattern, allowed in ALLOWED_METHODS.items():
+        if pattern.fullmatch(path):
+            return openai_error_response(
+                405,
+                "METHOD_NOT_ALLOWED",
+                f"{request.method} is not allowed on /v1/{path}.",
+                headers={"Allow": allowed},
+            )
     return openai_error_response(
         404, "NOT_FOUND", f"Invalid URL ({request.method} /v1/{path}): no such route."
     )
