@@ -1,4 +1,4 @@
-"""The OpenAI dialect's pure parts: form fields → request, documents → bodies, stream frames."""
+"""The OpenAI dialect: form fields → request, documents → bodies, job updates → stream frames."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from aymurai.api.routes.openai import (
+from aymurai.api.openai_wire import (
     cached_frames,
     delta_frame,
     done_frame,
     error_frame,
     parse_transcription_request,
-    stream_frames,
     verbose_json_body,
 )
+from aymurai.api.routes.openai import stream_frames
 from aymurai.errors import InvalidRequestError
 from aymurai.metrics import GatewayMetrics
 from aymurai.settings import Settings
