@@ -52,7 +52,7 @@ from aymurai.api.openai_wire import (
     verbose_json_body,
 )
 from aymurai.api.sse import KEEPALIVE_FRAME, EventStreamResponse
-from aymurai.api.upload import SpooledUpload, receive_audio_upload, upload_limits
+from aymurai.api.upload import receive_audio_upload, upload_limits
 from aymurai.metrics import (
     OUTCOME_CACHE_HIT,
     OUTCOME_CLIENT_GONE,
@@ -66,11 +66,11 @@ from aymurai.transcription.jobs import (
     Failed,
     JobUpdate,
     Keepalive,
+    Suspended,
     Transcribing,
     TranscriptionJob,
 )
 from aymurai.transcription.schemas import ASRDocument
-from aymurai.transcription.service import TranscriptionService
 from aymurai.transcription.text_deltas import CommittedTextDeltas, committed_text
 
 logger = logging.getLogger(__name__)
@@ -222,6 +222,11 @@ async def stream_frames(
                     outcome = update.code
                     yield error_frame(update.code, update.detail)
                     return
+                elif isinstance(update, Suspended):
+                    # The job is kept for the next start; this stream cannot follow it there.
+                    outcome = errors.ShuttingDownError.code
+                    yield error_frame(outcome, errors.ShuttingDownError.default_detail)
+                    return
                 idle_for = time.monotonic() - last_write
                 if isinstance(update, Keepalive) or (
                     keepalive_seconds is not None and idle_for >= keepalive_seconds
@@ -236,43 +241,23 @@ async def stream_frames(
 async def watched_updates(
     job: TranscriptionJob, settings: Settings
 ) -> AsyncIterator[JobUpdate | Keepalive]:
-    """The job's newest updates for one response; leaving early unsubscribes.
+    """The job's newest updates for one response, counted as a subscriber while it lasts.
 
-    We read the updates (WLK's snapshots), not rendered documents: only a snapshot tells
-    committed lines from the volatile buffer, which the deltas need.
+    We read the updates (WLK's snapshots), not the job's numbered events: only a snapshot tells
+    committed lines from the volatile buffer, which the deltas need. Leaving early unsubscribes;
+    a job nobody watches any more is cancelled after the detached grace, as for the POST stream.
     """
-    updates = job.updates(
-        min_interval_seconds=settings.transcribe_sse_min_event_interval_seconds,
-        keepalive_seconds=settings.sse_keepalive,
-    )
-    async with aclosing(updates):  # type: ignore[type-var]
-        async for update in updates:
-            yield update
+    with job.watch():
+        updates = job.updates(
+            min_interval_seconds=settings.transcribe_sse_min_event_interval_seconds,
+            keepalive_seconds=settings.sse_keepalive,
+        )
+        async with aclosing(updates):  # type: ignore[type-var]
+            async for update in updates:
+                yield update
 
 
 # --- routes -----------------------------------------------------------------------------------
-async def _cached_or_started(
-    service: TranscriptionService, upload: SpooledUpload
-) -> ASRDocument | TranscriptionJob:
-    """A cached result, or a started job that now owns the spooled file."""
-    try:
-        cached = await service.find_cached(upload.document_id)
-        if cached is not None:
-            logger.info("cache hit for %s", upload.document_id)
-            upload.path.unlink(missing_ok=True)
-            return cached
-        info = await service.probe(upload.path)
-        return service.start(
-            document_id=upload.document_id,
-            name=upload.filename,
-            audio_path=upload.path,
-            info=info,
-        )
-    except BaseException:
-        upload.path.unlink(missing_ok=True)
-        raise
-
-
 async def _result_unless_client_leaves(
     request: Request, job: TranscriptionJob
 ) -> Done | Failed | None:
@@ -349,7 +334,15 @@ async def create_transcription(
             params.response_format,
             ", streaming" if params.stream else "",
         )
-        outcome = await _cached_or_started(service, upload)
+        # Joins an unfinished job of the same bytes from any API (one WLK session), else the
+        # cache, else a new job.
+        outcome = await service.accept(
+            document_id=upload.document_id,
+            name=upload.filename,
+            audio_path=upload.path,
+            use_cache=True,
+            runs_unwatched=False,
+        )
     except errors.GatewayError as exc:
         metrics.count_request(METRICS_ENDPOINT, exc.code)
         raise
@@ -364,6 +357,7 @@ async def create_transcription(
         return response
 
     job = outcome
+    headers["X-Transcription-Id"] = job.id
     if params.stream:
         frames = stream_frames(
             watched_updates(job, settings),
