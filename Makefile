@@ -14,14 +14,14 @@ install: ## Create .venv and install the gateway with its dev tools
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 
-install-node: ## Install the official openai npm package for the Node SDK tests (test/openai_node, Node 20+)
-	bash scripts/install-node.sh
-
 install-contract: ## Install the real WhisperLiveKit server code (0.2.26 and 0.2.17, stub ASR, no weights) into .venv-wlk*
 	bash scripts/install-contract.sh
 
 install-browser: ## Install Chromium and Firefox ESR for the browser tests (Debian packages, as root)
 	bash scripts/install-browser.sh
+
+install-node: ## Install the Node test clients (test/node: npm eventsource and openai) with npm ci
+	bash scripts/install-node.sh
 
 run: ## Run the gateway (migrates the database, serves on API_HOST:API_PORT)
 	$(BIN)/aymurai-api
@@ -66,4 +66,4 @@ clean: ## Remove caches and build leftovers (keeps .venv and data/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info test-output
 
 
-.PHONY: help install install-node install-contract install-browser run simulator format lint test test-unit test-integration test-install test-contract test-browser migrate revision clean
+.PHONY: help install install-contract install-browser install-node run simulator format lint test test-unit test-integration test-install test-contract test-browser migrate revision clean

@@ -48,7 +48,7 @@ pytestmark = pytest.mark.integration
 # 2.5 s pause hands the turn to the other speaker.
 SEGMENTS = [(440, 2.0), (0, 1.0), (660, 1.5), (0, 2.5), (880, 2.0)]
 EXPECTED_TEXT = " ".join(["f440"] * 4 + ["f660"] * 3 + ["f880"] * 4)
-NODE_DIR = Path(__file__).resolve().parents[1] / "openai_node"
+NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 KEEPALIVE_SECONDS = 0.02
 
 
@@ -383,7 +383,7 @@ async def _run_node(mode: str, gateway: RunningGateway, *args: Path) -> Any:
     )
     process = await asyncio.create_subprocess_exec(
         "node",
-        str(NODE_DIR / "transcribe.mjs"),
+        str(NODE_DIR / "openai_transcribe.mjs"),
         mode,
         f"{gateway.base_url}/v1",
         *map(str, args),

@@ -1,8 +1,8 @@
 // Drives the official `openai` npm package against the gateway; run by test/integration/test_openai_sdk.py.
 //
-//   node transcribe.mjs all BASE_URL AUDIO_PATH EMPTY_PATH   stream, every format, models, errors
-//   node transcribe.mjs stream BASE_URL AUDIO_PATH           one stream; its events, or its error
-//   node transcribe.mjs create BASE_URL AUDIO_PATH           one json request; its body, or error
+//   node openai_transcribe.mjs all BASE_URL AUDIO_PATH EMPTY_PATH   stream, every format, models, errors
+//   node openai_transcribe.mjs stream BASE_URL AUDIO_PATH           one stream; its events, or its error
+//   node openai_transcribe.mjs create BASE_URL AUDIO_PATH           one json request; its body, or error
 //
 // Prints one JSON object on stdout: what the SDK returned (events, bodies, model ids) and errors as
 // {class, status, message, code, param, type}, so the Python test can check them. Exits non-zero
