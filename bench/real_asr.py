@@ -47,9 +47,9 @@ from test.e2e import iter_sse, make_settings, run_gateway, upload_files  # noqa:
 from test.realasr.speech import (  # noqa: E402
     SCRIPTS,
     Script,
-    contains_phrase,
     encode,
     espeak_binary,
+    has_last_words,
     synthesize,
     word_error_rate,
 )
@@ -104,10 +104,13 @@ async def direct_client(url: str, wav: Path) -> dict[str, Any]:
     return {"text": wlk_text(final) if final else "", "seconds": time.monotonic() - started}
 
 
-async def through_gateway(wlk_url: str, audio: Path, tmp: Path) -> dict[str, Any]:
+async def through_gateway(
+    wlk_url: str, audio: Path, tmp: Path, lead_budget: float
+) -> dict[str, Any]:
     settings = make_settings(
         tmp,
         transcribe_ws_uri=wlk_url,
+        transcribe_ws_lead_budget_seconds=lead_budget,
         transcribe_max_concurrent_sessions=1,
         transcribe_ws_idle_timeout_seconds=60.0,
         transcribe_ws_ready_timeout_seconds=120.0,
@@ -149,7 +152,7 @@ def score(script: Script, run: dict[str, Any], audio_seconds: float) -> dict[str
     return {
         **run,
         "wer": round(word_error_rate(script.text, run["text"]), 4),
-        "last_sentence": contains_phrase(run["text"], script.last_sentence, max_missing=1),
+        "last_sentence": has_last_words(run["text"], script),
         "x_real_time": round(run["seconds"] / audio_seconds, 3),
         "seconds": round(run["seconds"], 2),
     }
@@ -162,19 +165,28 @@ def free_port() -> int:
 
 
 async def streaming_runs(
-    url: str, script: Script, wav: Path, compressed: Path, tmp: Path, audio_seconds: float
+    url: str,
+    script: Script,
+    audio: dict[str, Path],
+    tmp: Path,
+    audio_seconds: float,
+    args: argparse.Namespace,
 ) -> dict[str, Any]:
     runs: dict[str, Any] = {}
-    runs["gateway_wav"] = score(script, await through_gateway(url, wav, tmp), audio_seconds)
-    print(f"gateway wav: {runs['gateway_wav']['wer']}", flush=True)
-    runs["gateway_mp3"] = score(script, await through_gateway(url, compressed, tmp), audio_seconds)
-    print(f"gateway mp3: {runs['gateway_mp3']['wer']}", flush=True)
-    runs["direct_wav"] = score(script, await direct_client(url, wav), audio_seconds)
-    print(f"direct wav: {runs['direct_wav']['wer']}", flush=True)
+    for budget in args.lead_budgets:
+        for kind in args.formats:
+            name = f"gateway_{kind}_lead{budget:g}"
+            run = await through_gateway(url, audio[kind], tmp, budget)
+            runs[name] = score(script, run, audio_seconds)
+            print(f"{name}: WER {runs[name]['wer']}, {runs[name]['seconds']} s", flush=True)
+    if not args.gateway_only:
+        runs["direct_wav"] = score(script, await direct_client(url, audio["wav"]), audio_seconds)
+        print(f"direct_wav: {runs['direct_wav']['wer']}", flush=True)
     return runs
 
 
-def run_benchmark(model: str) -> dict[str, Any]:
+def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    model = args.model
     language = DEFAULT_LANGUAGE[model]
     script = SCRIPTS["en" if model == "tiny.en" else "es"]
     espeak = espeak_binary()
@@ -205,10 +217,13 @@ def run_benchmark(model: str) -> dict[str, Any]:
             wait_for_wlk(process, "127.0.0.1", port, timeout_seconds=300)
             results["wlk_startup_seconds"] = round(time.monotonic() - started, 1)
             url = f"ws://127.0.0.1:{port}/asr"
-            runs = asyncio.run(streaming_runs(url, script, wav, compressed, tmp, audio_seconds))
+            audio = {"wav": wav, "mp3": compressed}
+            runs = asyncio.run(streaming_runs(url, script, audio, tmp, audio_seconds, args))
         finally:
             stop_process(process, 15, 10)
-    runs["offline_wav"] = score(script, offline(MODELS_DIR / model, wav, language), audio_seconds)
+    if not args.gateway_only:
+        offline_run = offline(MODELS_DIR / model, wav, language)
+        runs["offline_wav"] = score(script, offline_run, audio_seconds)
     results["runs"] = runs
     results["load_after"] = round(os.getloadavg()[0], 1)
     return results
@@ -218,8 +233,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--model", choices=["tiny.en", "base"], default="tiny.en")
     parser.add_argument("--out", type=Path, default=None, help="JSON results file")
+    parser.add_argument(
+        "--lead-budgets",
+        type=lambda v: [float(x) for x in v.split(",")],
+        default=[20.0, 4.0],
+        help="TRANSCRIBE_WS_LEAD_BUDGET_SECONDS values to compare (comma-separated)",
+    )
+    parser.add_argument("--formats", type=lambda v: v.split(","), default=["wav", "mp3"])
+    parser.add_argument("--gateway-only", action="store_true", help="no direct or offline run")
     args = parser.parse_args()
-    results = run_benchmark(args.model)
+    results = run_benchmark(args)
     out = args.out or ROOT / "bench" / "results" / f"real_asr-{args.model}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")

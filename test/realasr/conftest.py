@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from aymurai.local_asr import (
+    LOCAL_LEAD_BUDGET_SECONDS,
     LocalAsrError,
     stop_process,
     wait_for_wlk,
@@ -128,10 +129,11 @@ def spanish_speech(tmp_path_factory: pytest.TempPathFactory) -> Speech:
 
 
 def gateway_settings(wlk: LocalWlk) -> dict[str, object]:
-    """The gateway as `make run-local` runs it (session cap 1), pointed at the tap."""
+    """The gateway as `make run-local` runs it (session cap 1, short lead), pointed at the tap."""
     return {
         "transcribe_ws_uri": wlk.tap.url,
         "transcribe_max_concurrent_sessions": 1,
+        "transcribe_ws_lead_budget_seconds": LOCAL_LEAD_BUDGET_SECONDS,
         "transcribe_ws_idle_timeout_seconds": 60.0,
         "transcribe_ws_ready_timeout_seconds": 120.0,
         "transcribe_sse_min_event_interval_seconds": 0.1,

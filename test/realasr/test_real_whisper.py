@@ -1,11 +1,14 @@
 """Real Whisper through the gateway: espeak-ng speech, a CPU WLK, a tap recording what WLK sent.
 
-Bounds (measured on the shared 2-core machine, see docs/real-asr.md for the runs): word error
-rate against the script, after lower-casing and dropping punctuation. tiny.en measured 0.05–0.09
-on the English script and base 0.10–0.20 on the Spanish one; the bounds leave room for Whisper's
-run-to-run variation under load (WLK's chunking depends on timing, so the same audio does not
-always decode the same way), not for a gateway that loses or repeats a sentence (one sentence is
-about 8 % of the words).
+Word error rate bounds, against the script after lower-casing and dropping punctuation, measured
+on the shared 2-core machine under load from other work (docs/real-asr.md, bench/results/):
+- tiny.en, English: the gateway got 0.10–0.14 (WAV and MP3, stream and blocking); offline
+  faster-whisper on the whole file 0.04. WLK itself loses a sentence at the 6 s pause (its
+  LocalAgreement discards unconfirmed words there), which accounts for most of the gap. Bound
+  0.20: room for run-to-run variation (WLK's chunking depends on timing), not for a second lost
+  sentence (one sentence is about 8 % of the words).
+- base, Spanish: espeak-ng's Spanish voice is hard for base: 0.38–0.44 through the gateway, 0.53
+  with a direct real-time client, 0.26 offline. Bound 0.50, for the same reasons.
 """
 
 from __future__ import annotations
@@ -31,14 +34,14 @@ from test.e2e import (
 )
 
 from .conftest import LocalWlk, Speech
-from .speech import Script, contains_phrase, word_error_rate
+from .speech import Script, has_last_words, word_error_rate
 from .tap import TapSession
 
 pytestmark = pytest.mark.realasr
 logger = logging.getLogger(__name__)
 
 ENGLISH_MAX_WER = 0.20
-SPANISH_MAX_WER = 0.35
+SPANISH_MAX_WER = 0.50
 STREAM_TIMEOUT_S = 240.0  # ~65 s of speech; WLK on a loaded CPU may fall to 0.5x real time
 CPU_IDLE_TIMEOUT_S = 20.0
 TAP_DIR = Path(__file__).resolve().parents[2] / "test-output" / "realasr"
@@ -66,8 +69,8 @@ def assert_transcript_quality(document: dict[str, Any], script: Script, max_wer:
     text = " ".join(p["text"] for p in document["document"])
     wer = word_error_rate(script.text, text)
     assert wer <= max_wer, f"WER {wer:.3f} > {max_wer}: {text!r}"
-    assert contains_phrase(text, script.last_sentence, max_missing=1), (
-        f"last sentence {script.last_sentence!r} missing from {text!r}"
+    assert has_last_words(text, script), (
+        f"the last sentence's {script.last_words} are not at the end of {text!r}"
     )
     return wer
 
