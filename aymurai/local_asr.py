@@ -32,6 +32,8 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
+from dotenv import dotenv_values
+
 logger = logging.getLogger("aymurai.local")
 
 MODELS = ("tiny.en", "base")
@@ -144,7 +146,8 @@ def stop_process(process: subprocess.Popen[bytes], sig: int, timeout_seconds: fl
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    env = os.environ
+    # LOCAL_ASR_* may sit in .env beside the gateway's settings; the real environment wins.
+    env = {**{k: v for k, v in dotenv_values(".env").items() if v is not None}, **os.environ}
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
         "--model", default=env.get("LOCAL_ASR_MODEL", "tiny.en"), choices=MODELS, help="Whisper"
