@@ -8,13 +8,16 @@ in their name. Nothing is built at import time: `create_app(settings)` receives 
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+MIB = 1024**2
 GIB = 1024**3
+HOUR_SECONDS = 3600.0
 
 
 class Settings(BaseSettings):
@@ -26,6 +29,9 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    # A client must send its request line and headers within this time (slowloris), and an idle
+    # keep-alive connection is closed after it.
+    api_header_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # --- Database ----------------------------------------------------------------------------
     sqlalchemy_database_uri: str = "sqlite:///./data/aymurai.db"
@@ -35,12 +41,27 @@ class Settings(BaseSettings):
 
     # --- Upload and decode -------------------------------------------------------------------
     transcribe_max_upload_bytes: int = Field(default=2 * GIB, gt=0)
-    transcribe_spool_dir: str | None = None
+    transcribe_max_audio_seconds: float = Field(default=6 * HOUR_SECONDS, gt=0)
+    # Uploads wait here until their transcription ends; a restart re-runs them from here.
+    transcribe_spool_dir: str = "./data/spool"
+    transcribe_spool_min_free_bytes: int = Field(default=256 * MIB, ge=0)
+    transcribe_max_concurrent_uploads: int = Field(default=64, ge=1)
+    transcribe_upload_min_bytes_per_second: float = Field(default=16 * 1024, gt=0)
+    transcribe_upload_grace_seconds: float = Field(default=30.0, ge=0)
     transcribe_max_concurrent_decodes: int = Field(default=2, ge=1, le=64)
+
+    # --- Validation (JSON) bodies ------------------------------------------------------------
+    transcribe_max_json_body_bytes: int = Field(default=8 * MIB, gt=0)
 
     # --- SSE ---------------------------------------------------------------------------------
     transcribe_sse_keepalive_seconds: float = 15.0
     transcribe_sse_min_event_interval_seconds: float = Field(default=0.25, ge=0.0, le=10.0)
+    # A `current_time` change without new text makes an event at most this often.
+    transcribe_sse_progress_interval_seconds: float = Field(default=2.0, ge=0.0, le=60.0)
+    # `retry:` sent to EventSource clients: how long they wait before reconnecting.
+    transcribe_sse_retry_ms: int = Field(default=2000, ge=0, le=600_000)
+    # How long a job of the POST stream (or the blocking endpoint) outlives its last subscriber.
+    transcribe_detached_grace_seconds: float = Field(default=30.0, ge=0.0)
 
     # --- WhisperLiveKit upstream -------------------------------------------------------------
     transcribe_keep_punctuation_only: bool = False
@@ -72,6 +93,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("transcribe_spool_dir")
+    @classmethod
+    def _absolute_spool_dir(cls, value: str) -> str:
+        # Job rows name their spooled file; the name must hold after a restart from elsewhere.
+        return os.path.abspath(value)
 
     @field_validator("transcribe_ws_uri")
     @classmethod

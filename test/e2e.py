@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 
 from aymurai.api.main import create_app
+from aymurai.api.server import make_config
 from aymurai.settings import Settings
 
 # Scale every test timeout on slow machines: AYMURAI_TEST_TIME_UNIT=2 doubles them.
@@ -51,6 +52,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "transcribe_ws_ready_timeout_seconds": 10.0,
         "transcribe_shutdown_grace_seconds": 2.0,
         "transcribe_max_concurrent_sessions": 8,
+        # Today's behaviour unless a test is about the grace: a client leaving cancels at once.
+        "transcribe_detached_grace_seconds": 0.0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -63,8 +66,9 @@ def _spool_dir(tmp_path: Path) -> Path:
 
 
 def spooled_files(settings: Settings) -> list[Path]:
+    """Uploads in the spool folder (the gateway's lock file is not one)."""
     assert settings.transcribe_spool_dir is not None
-    return sorted(Path(settings.transcribe_spool_dir).iterdir())
+    return sorted(Path(settings.transcribe_spool_dir).glob("aymurai-upload-*"))
 
 
 @dataclass
@@ -83,8 +87,9 @@ class RunningGateway:
 async def run_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
     """Serve `create_app(settings)` with uvicorn on a free port until the block exits."""
     app = create_app(settings)
-    config = uvicorn.Config(
+    config = make_config(
         app,
+        settings,
         host="127.0.0.1",
         port=0,
         log_config=None,

@@ -41,6 +41,7 @@ class PipelineOptions:
     session: SessionOptions
     chunk_seconds: float = 1.0
     keep_punctuation_only: bool = False
+    max_audio_seconds: float | None = None
 
 
 async def pump_pcm(
@@ -49,9 +50,13 @@ async def pump_pcm(
     *,
     chunk_seconds: float,
     limiter: anyio.CapacityLimiter,
+    max_seconds: float | None = None,
 ) -> None:
-    """Decode `path` chunk by chunk in worker threads and send the chunks downstream."""
-    chunks = iter_pcm_chunks(path, chunk_seconds=chunk_seconds)
+    """Decode `path` chunk by chunk in worker threads and send the chunks downstream.
+
+    Past `max_seconds` of decoded audio it raises AudioTooLongError (the header may have lied).
+    """
+    chunks = iter_pcm_chunks(path, chunk_seconds=chunk_seconds, max_seconds=max_seconds)
     try:
         async with outbound:
             while True:
@@ -129,6 +134,7 @@ async def run_transcription(
                     audio_path,
                     send_pcm,
                     chunk_seconds=options.chunk_seconds,
+                    max_seconds=options.max_audio_seconds,
                     limiter=decode_limiter,
                 )
             )

@@ -134,6 +134,9 @@ def gateway_settings(wlk: LocalWlk) -> dict[str, object]:
         "transcribe_ws_uri": wlk.tap.url,
         "transcribe_max_concurrent_sessions": 1,
         "transcribe_ws_lead_budget_seconds": LOCAL_LEAD_BUDGET_SECONDS,
+        # A client that leaves cancels its job at once (the default waits 30 s for a reattach):
+        # the disconnect test checks that WLK's CPU is freed then.
+        "transcribe_detached_grace_seconds": 0.0,
         "transcribe_ws_idle_timeout_seconds": 60.0,
         "transcribe_ws_ready_timeout_seconds": 120.0,
         "transcribe_sse_min_event_interval_seconds": 0.1,
