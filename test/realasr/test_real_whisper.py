@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 ENGLISH_MAX_WER = 0.20
 SPANISH_MAX_WER = 0.50
-STREAM_TIMEOUT_S = 240.0  # ~65 s of speech; WLK on a loaded CPU may fall to 0.5x real time
+STREAM_TIMEOUT_S = 360.0  # ~65 s of speech; base on a loaded 2-core CPU took up to 130 s
 CPU_IDLE_TIMEOUT_S = 20.0
 TAP_DIR = Path(__file__).resolve().parents[2] / "test-output" / "realasr"
 
