@@ -23,6 +23,9 @@ install-local: install ## Install a CPU WhisperLiveKit, faster-whisper and the t
 install-browser: ## Install Chromium and Firefox ESR for the browser tests (Debian packages, as root)
 	bash scripts/install-browser.sh
 
+install-node: ## Install the Node test clients (test/node: the npm eventsource package) with npm ci
+	bash scripts/install-node.sh
+
 run: ## Run the gateway (migrates the database, serves on API_HOST:API_PORT)
 	$(BIN)/aymurai-api
 
@@ -72,4 +75,4 @@ clean: ## Remove caches and build leftovers (keeps .venv and data/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info test-output
 
 
-.PHONY: help install install-contract install-local install-browser run run-local simulator format lint test test-unit test-integration test-install test-contract test-realasr test-browser migrate revision clean
+.PHONY: help install install-contract install-local install-browser install-node run run-local simulator format lint test test-unit test-integration test-install test-contract test-realasr test-browser migrate revision clean
