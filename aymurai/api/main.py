@@ -26,6 +26,7 @@ from aymurai.api.routes import (
     health,
     live,
     metrics,
+    openai,
     transcription,
     transcriptions,
     validation,
@@ -100,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         web.router,
     ):
         app.include_router(router, responses=DEFAULT_ERROR_RESPONSES)
+    app.include_router(openai.router)  # documents OpenAI's error object itself
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -63,13 +63,20 @@ class Transcribing:
     snapshot: StatusSnapshot | None
     current_time: float
     total_time: float
+    # Paragraphs already built (and clamped to the stream's timeline) by the pipeline; None = build
+    # them from the snapshot.
+    paragraphs: tuple[ASRParagraph, ...] | None = None
 
     @cached_property
     def document(self) -> ASRDocument:
         # Built only when the recorder actually looks at it, not for every WLK message.
+        if self.paragraphs is not None:
+            paragraphs = list(self.paragraphs)
+        else:
+            paragraphs = build_paragraphs(self.snapshot, tail_end=self.current_time)
         return ASRDocument(
             document_id=self.document_id,
-            document=build_paragraphs(self.snapshot, tail_end=self.current_time),
+            document=paragraphs,
             current_time=wire_time(self.current_time),
             total_time=wire_time(self.total_time),
         )
@@ -138,7 +145,6 @@ class TranscriptionJob:
         # Live jobs (WS /asr/live): a `line` event for each paragraph once it is final, in order,
         # never retracted; `ended_by` says who ended it (client, disconnect).
         self.live = live
-        self.language: str | None = None
         self.lines_emitted = 0
         self.ended_by: str | None = None
         self.end_audio: Callable[[], None] | None = None  # live: finish the audio (shutdown)

@@ -18,7 +18,6 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -91,6 +90,7 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
             config_timeout_seconds=settings.transcribe_ws_open_timeout_seconds,
         ),
         chunk_seconds=settings.transcribe_ws_chunk_seconds,
+        keep_punctuation_only=settings.transcribe_keep_punctuation_only,
         max_audio_seconds=settings.transcribe_max_audio_seconds,
     )
 
@@ -441,9 +441,7 @@ class TranscriptionService:
         job.cancel_scope.cancel()
 
     # --- live sessions (WS /asr/live) -----------------------------------------------------
-    async def open_live(
-        self, *, name: str, language: str | None
-    ) -> tuple[TranscriptionJob, Ticket]:
+    async def open_live(self, *, name: str) -> tuple[TranscriptionJob, Ticket]:
         """A live session's job (a fresh document id) and its admission ticket.
 
         The caller runs it with `run_live` and must do so (the ticket holds a place).
@@ -459,7 +457,6 @@ class TranscriptionService:
         job = TranscriptionJob(
             document_id=uuid.uuid4(), name=name, total_seconds=0.0, runs_unwatched=True, live=True
         )
-        job.language = language
         await self.registry.claim(job)  # a fresh document: nobody to join
         try:
             await self.store.insert_job(_row_of(job))
@@ -481,11 +478,6 @@ class TranscriptionService:
     async def run_live(self, job: TranscriptionJob, ticket: Ticket, control: LiveControl) -> None:
         """Run a live job to its end (in the caller's task: the WebSocket handler's)."""
         options = self._options
-        if job.language:
-            uri = options.connection.uri
-            separator = "&" if "?" in uri else "?"
-            connection = replace(options.connection, uri=f"{uri}{separator}language={job.language}")
-            options = replace(options, connection=connection)
 
         async def transcribe(on_upstream_connected: Callable[[], None]) -> ASRDocument:
             return await run_live_transcription(

@@ -179,10 +179,15 @@ async def test_live_queue_full_closes_1013_after_accepting(tmp_path: Path) -> No
                 await first.send(b"")
 
 
-async def test_live_bad_format_closes_1008(live_gateway: RunningGateway) -> None:
-    """A bad query parameter is an error message and close 1008, never a 500."""
+@pytest.mark.parametrize(
+    "query", [{"format": "mp3"}, {"language": "fr"}, {"language": "x" * 20}, {"name": "a%09b"}]
+)
+async def test_live_bad_query_closes_1008(
+    live_gateway: RunningGateway, query: dict[str, str]
+) -> None:
+    """A bad query parameter (a language WLK was not started with too) is an error and 1008."""
     result = LiveResult()
-    async with connect(ws_url(live_gateway.base_url, format="mp3")) as socket:
+    async with connect(ws_url(live_gateway.base_url, **query)) as socket:
         await collect(socket, result)
     assert result.kinds == ["error"]
     assert result.messages[0]["code"] == "VALIDATION_ERROR"
@@ -291,7 +296,7 @@ async def test_live_webm_recording_is_decoded_in_the_gateway(
     slices = [data[i : i + 1500] for i in range(0, len(data), 1500)]  # ~0.25 s each at 48 kb/s
     result = LiveResult()
     async with asyncio.timeout(seconds(30)):
-        async with connect(ws_url(live_gateway.base_url, format="webm", language="en")) as socket:
+        async with connect(ws_url(live_gateway.base_url, format="webm")) as socket:
             reader = asyncio.create_task(collect(socket, result))
             for piece in slices:
                 await socket.send(piece)

@@ -68,18 +68,32 @@ LAG_REPORT_INTERVAL_SECONDS = 1.0
 FORWARD_GRACE_SECONDS = 5.0
 
 
-def _query(websocket: WebSocket) -> tuple[str, str, str | None]:
+def _query(websocket: WebSocket, settings: Settings) -> tuple[str, str]:
     params = websocket.query_params
     fmt = params.get("format", "pcm")
     if fmt not in FORMATS:
         raise LiveParameterError("`format` must be pcm (16 kHz mono s16le) or webm.")
-    language = params.get("language") or None
-    if language is not None and not LANGUAGE.match(language):
-        raise LiveParameterError("`language` must be an ISO 639 code (like `es`) or `auto`.")
+    _check_language(params.get("language") or "", settings.transcribe_wlk_language)
     name = params.get("name") or "live"
     if len(name) > MAX_NAME_CHARS or not name.isprintable():
         raise LiveParameterError(f"`name` must be printable and at most {MAX_NAME_CHARS} chars.")
-    return fmt, name, language
+    return fmt, name
+
+
+def _check_language(language: str, server_language: str | None) -> None:
+    """WLK's language is a server setting (`--lan`): `language` may only name it (as on /v1)."""
+    if not language or language == "auto" and server_language is None:
+        return
+    if not LANGUAGE.match(language):
+        raise LiveParameterError("`language` must be an ISO 639 code (like `es`) or `auto`.")
+    primary = re.split(r"[-_]", language, maxsplit=1)[0].lower()
+    if primary != server_language:
+        raise LiveParameterError(
+            f"This WhisperLiveKit server transcribes {server_language!r} only; its language is "
+            "a server setting, not chosen per session."
+            if server_language
+            else "This WhisperLiveKit server detects the language itself; leave language empty."
+        )
 
 
 def _reason(detail: str) -> str:
@@ -168,8 +182,8 @@ class LiveConnection:
     async def run(self) -> None:
         await self.websocket.accept()
         try:
-            fmt, name, language = _query(self.websocket)
-            job, ticket = await self.service.open_live(name=name, language=language)
+            fmt, name = _query(self.websocket, self.settings)
+            job, ticket = await self.service.open_live(name=name)
         except GatewayError as exc:
             await self.refuse(exc)
             return
