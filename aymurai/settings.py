@@ -89,6 +89,9 @@ class Settings(BaseSettings):
     # detected after interval + timeout at most. 0 disables.
     transcribe_live_ping_interval_seconds: float = Field(default=10.0, ge=0)
     transcribe_live_ping_timeout_seconds: float = Field(default=10.0, ge=0)
+    # Live audio is not kept unless asked: then as `<dir>/<document_id>.wav` (16 kHz mono s16le).
+    transcribe_live_keep_audio: bool = False
+    transcribe_live_audio_dir: str = "./data/live-audio"
 
     # --- OpenAI-compatible API (/v1) -----------------------------------------------------------
     # Model names accepted in `model` (comma-separated); empty accepts any name.

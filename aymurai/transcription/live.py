@@ -18,9 +18,12 @@ from __future__ import annotations
 import logging
 import math
 import time
+import wave
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -121,6 +124,8 @@ class LiveAudio:
         self.receive: MemoryObjectReceiveStream[bytes] = receive
         self.accepted_seconds = 0.0
         self.ended = False
+        # The audio to keep (TRANSCRIBE_LIVE_KEEP_AUDIO), taken out about once a second.
+        self.kept: bytearray | None = None
 
     def put(self, chunk: bytes) -> bool:
         if self.ended:
@@ -132,6 +137,8 @@ class LiveAudio:
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             return True
         self.accepted_seconds += len(chunk) / PCM_BYTES_PER_SECOND
+        if self.kept is not None:
+            self.kept += chunk
         return True
 
     def end(self) -> None:
@@ -149,6 +156,58 @@ class LiveAudio:
     def buffered_seconds(self) -> float:
         used: int = self._send.statistics().current_buffer_used
         return used * LIVE_CHUNK_SECONDS
+
+
+KEEP_FLUSH_SECONDS = 1.0
+
+
+@asynccontextmanager
+async def keeping_audio(audio: LiveAudio, path: Path) -> AsyncIterator[None]:
+    """Write what `audio` accepts to the WAV file `path` (in worker threads, once a second)."""
+    audio.kept = bytearray()  # before any await: the client may be sending already
+    try:
+        writer = await anyio.to_thread.run_sync(_open_wav, path)
+    except OSError as exc:
+        # The transcript matters more than the recording: go on without keeping it.
+        logger.error("cannot keep the live audio in %s: %s", path, exc)
+        audio.kept = None
+        yield
+        return
+
+    async def flush() -> None:
+        kept = audio.kept
+        if kept:
+            data = bytes(kept)
+            kept.clear()
+            await anyio.to_thread.run_sync(writer.writeframesraw, data)
+
+    async def flush_every_second() -> None:
+        while True:
+            await anyio.sleep(KEEP_FLUSH_SECONDS)
+            await flush()
+
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(flush_every_second)
+            try:
+                yield
+            finally:
+                group.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await flush()
+            audio.kept = None
+            await anyio.to_thread.run_sync(writer.close)
+        logger.info("live audio kept in %s", path)
+
+
+def _open_wav(path: Path) -> wave.Wave_write:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = wave.open(str(path), "wb")
+    writer.setnchannels(1)
+    writer.setsampwidth(2)
+    writer.setframerate(16000)
+    return writer
 
 
 @dataclass

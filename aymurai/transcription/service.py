@@ -56,7 +56,7 @@ from aymurai.transcription.jobs import (
     TranscriptionJob,
     wire_time,
 )
-from aymurai.transcription.live import LiveControl, run_live_transcription
+from aymurai.transcription.live import LiveControl, keeping_audio, run_live_transcription
 from aymurai.transcription.pipeline import PipelineOptions, run_transcription
 from aymurai.transcription.readiness import UpstreamProbe
 from aymurai.transcription.registry import JobRegistry, MemoryJobRegistry
@@ -490,7 +490,12 @@ class TranscriptionService:
 
         self.metrics.live_sessions_active.inc()
         try:
-            await self._run(job, ticket, transcribe)
+            if self.settings.transcribe_live_keep_audio:
+                path = Path(self.settings.transcribe_live_audio_dir) / f"{job.document_id}.wav"
+                async with keeping_audio(control.audio, path):
+                    await self._run(job, ticket, transcribe)
+            else:
+                await self._run(job, ticket, transcribe)
         finally:
             self.metrics.live_sessions_active.dec()
             if not isinstance(job.latest, Done):

@@ -344,3 +344,24 @@ async def test_live_shutdown_ends_the_audio_and_stores_the_transcript(
     assert result.kinds[-1] == "done", result.messages[-2:]
     assert result.close_code == 1000
     assert _words(result.messages[-1]["document"]["document"])[:3] == ["f440"] * 3
+
+
+async def test_live_audio_kept_only_when_asked(
+    tmp_path: Path, live_simulator: WLKSimulator
+) -> None:
+    """TRANSCRIBE_LIVE_KEEP_AUDIO: the session's PCM as `<document_id>.wav`, every sample."""
+    kept_dir = tmp_path / "kept"
+    settings = make_settings(
+        tmp_path,
+        transcribe_ws_uri=live_simulator.url,
+        transcribe_live_keep_audio=True,
+        transcribe_live_audio_dir=str(kept_dir),
+    )
+    pcm = read_pcm(make_live_speech(tmp_path))[: 2 * BYTES_PER_SECOND + 1000]
+    async with run_gateway(settings) as gateway:
+        result = await stream_live(ws_url(gateway.base_url), pcm, speed=2.0)
+    assert result.kinds[-1] == "done"
+    kept = kept_dir / f"{result.session['document_id']}.wav"
+    data = read_pcm(kept)
+    assert len(data) == len(pcm)
+    assert data == pcm
