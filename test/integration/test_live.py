@@ -365,3 +365,25 @@ async def test_live_audio_kept_only_when_asked(
     data = read_pcm(kept)
     assert len(data) == len(pcm)
     assert data == pcm
+
+
+async def test_live_lag_is_reported_when_wlk_falls_behind(tmp_path: Path) -> None:
+    """WLK slower than the audio: `lag` messages (more than 3 s) and the lag metric."""
+    async with WLKSimulator(profile="0.2.26", speed=0.5, pause_seconds=0.5) as simulator:
+        settings = make_settings(tmp_path, transcribe_ws_uri=simulator.url)
+        async with run_gateway(settings) as gateway:
+            pcm = read_pcm(make_live_speech(tmp_path))
+            result = LiveResult()
+            socket = await connect(ws_url(gateway.base_url), max_size=None)
+            reader = asyncio.create_task(collect(socket, result))
+            sender = asyncio.create_task(send_in_real_time(socket, pcm, speed=1.9))
+            await eventually(lambda: bool(result.of("lag")), timeout_seconds=8, what="lag")
+            sender.cancel()
+            socket.transport.abort()
+            await reader
+            assert result.of("lag")[0]["seconds"] >= 3.0
+            async with gateway.client() as client:
+                await wait_for_job(client, result.session["id"], "done", timeout_seconds=10)
+                metrics = (await client.get("/metrics")).text
+            assert "aymurai_live_lag_seconds_count 0.0" not in metrics
+            assert "aymurai_live_lag_seconds_count" in metrics
