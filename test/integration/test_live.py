@@ -387,3 +387,28 @@ async def test_live_lag_is_reported_when_wlk_falls_behind(tmp_path: Path) -> Non
                 metrics = (await client.get("/metrics")).text
             assert "aymurai_live_lag_seconds_count 0.0" not in metrics
             assert "aymurai_live_lag_seconds_count" in metrics
+
+
+async def test_live_delete_cancels_the_session(
+    tmp_path: Path, live_gateway: RunningGateway, live_simulator: WLKSimulator
+) -> None:
+    """DELETE of a live job: the client gets `error` CANCELLED and a close 1000; nothing stored."""
+    pcm = read_pcm(make_live_speech(tmp_path))
+    result = LiveResult()
+    async with connect(ws_url(live_gateway.base_url), max_size=None) as socket:
+        reader = asyncio.create_task(collect(socket, result))
+        sender = asyncio.create_task(send_in_real_time(socket, pcm, speed=1.5))
+        await eventually(lambda: bool(result.of("transcription")), what="a transcription")
+        async with live_gateway.client() as client:
+            deleted = await client.delete(f"/asr/transcriptions/{result.session['id']}")
+            assert deleted.status_code == 204
+        await asyncio.wait_for(reader, seconds(10))
+        sender.cancel()
+    assert result.kinds[-1] == "error" and result.messages[-1]["code"] == "CANCELLED"
+    assert result.close_code == 1000
+    await eventually(lambda: live_simulator.open_sessions == 0, what="the WLK session closed")
+    async with live_gateway.client() as client:
+        job = (await client.get(f"/asr/transcriptions/{result.session['id']}")).json()
+        assert job["status"] == "cancelled"
+        missing = await client.get(f"/asr/validation/document/{result.session['document_id']}")
+        assert missing.status_code == 404

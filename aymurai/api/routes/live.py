@@ -243,6 +243,8 @@ class LiveConnection:
             return 1000
         if self.failure is not None:
             return close_code_for(self.failure)
+        if outcome.code == JobCancelledError.code:
+            return 1000  # DELETE /asr/transcriptions/{id}: asked for, not a failure
         return 1013 if outcome.code in ("SHUTTING_DOWN", "QUEUE_FULL") else 1011
 
     def _close_reason(self, job: TranscriptionJob) -> str:
