@@ -124,7 +124,9 @@ def probe_audio(path: Path) -> AudioInfo:
     return AudioInfo(format_name, codec, duration, channels, sample_rate)
 
 
-def iter_pcm_chunks(path: Path, *, chunk_seconds: float = 1.0) -> Generator[bytes, None, None]:
+def iter_pcm_chunks(
+    path: Path, *, chunk_seconds: float = 1.0, start_seconds: float = 0.0
+) -> Generator[bytes, None, None]:
     """Decode `path` to 16 kHz mono s16le PCM, yielding fixed-size chunks.
 
     A generator (not just an iterator) so callers can ``close()`` it: nothing is opened until the
@@ -134,6 +136,8 @@ def iter_pcm_chunks(path: Path, *, chunk_seconds: float = 1.0) -> Generator[byte
         path: a seekable regular file (not a pipe: see the module docstring).
         chunk_seconds: chunk length in seconds of output audio; every chunk but the last is
             exactly ``round(chunk_seconds * 16000) * 2`` bytes.
+        start_seconds: output starts at this position (a resumed transcription's seek point),
+            exact to the sample: see `_skip_samples`. Past the end, nothing is yielded.
 
     Raises:
         ValueError: `chunk_seconds` is too small for one sample.
@@ -147,7 +151,8 @@ def iter_pcm_chunks(path: Path, *, chunk_seconds: float = 1.0) -> Generator[byte
     emitted = False
     with _open_input(path) as container:
         stream = _select_audio_stream(container)
-        for block in _iter_resampled(container, stream):
+        start_sample = round(max(0.0, start_seconds) * TARGET_SAMPLE_RATE)
+        for block in _skip_samples(_iter_resampled(container, stream), start_sample):
             pending += _to_s16le(block)
             while len(pending) >= chunk_bytes:
                 emitted = True
@@ -155,8 +160,24 @@ def iter_pcm_chunks(path: Path, *, chunk_seconds: float = 1.0) -> Generator[byte
                 del pending[:chunk_bytes]
     if pending:
         yield bytes(pending)
-    elif not emitted:
+    elif not emitted and start_seconds <= 0:
         raise InvalidAudioError("audio stream has no samples")
+
+
+def _skip_samples(blocks: Iterator[FloatArray], count: int) -> Iterator[FloatArray]:
+    """`blocks` without their first `count` samples (16 kHz output samples).
+
+    We decode from the start and drop, rather than seek the container: after a seek FFmpeg lands
+    on a packet boundary and the resampler starts cold, so the samples would differ from those
+    of the first session; decoding is 100-1000x real time (docs/decoding.md), cheap next to a
+    reconnect.
+    """
+    for block in blocks:
+        if count >= len(block):
+            count -= len(block)
+            continue
+        yield block[count:] if count else block
+        count = 0
 
 
 def _open_input(path: Path) -> av.container.InputContainer:
