@@ -19,7 +19,15 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from aymurai.logs import request_id_var
-from aymurai.transcription.jobs import Done, Failed, JobUpdate, Keepalive, Queued, Transcribing
+from aymurai.transcription.jobs import (
+    Done,
+    Failed,
+    JobUpdate,
+    Keepalive,
+    Queued,
+    Transcribing,
+    Upstream,
+)
 from aymurai.transcription.schemas import ASRDocument
 
 KEEPALIVE_FRAME = b": keepalive\n\n"
@@ -42,6 +50,15 @@ def encode_update(update: JobUpdate, event_id: int) -> bytes:
     if isinstance(update, Queued):
         data = json.dumps({"document_id": str(update.document_id), "position": update.position})
         return encode_event("queued", data, event_id)
+    if isinstance(update, Upstream):
+        data = json.dumps(
+            {
+                "state": update.state,
+                "attempt": update.attempt,
+                "resume_from": round(update.resume_from, 3),
+            }
+        )
+        return encode_event("upstream", data, event_id)
     if isinstance(update, Done):
         return encode_event("done", update.document.model_dump_json(), event_id)
     return encode_event("error", error_data(update.code, update.detail), event_id)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -50,6 +51,19 @@ class Transcribing:
 
 
 @dataclass(frozen=True)
+class Upstream:
+    """The WLK session was lost mid-file and the job is resuming (see `seam.py`).
+
+    Unlike the other updates, these are never coalesced away: every subscriber sees each one.
+    """
+
+    document_id: uuid.UUID
+    state: str  # "reconnecting" | "resumed"
+    attempt: int  # 1 for the first resume of this job
+    resume_from: float  # the seek point, in seconds of the file
+
+
+@dataclass(frozen=True)
 class Done:
     document: ASRDocument
 
@@ -65,8 +79,11 @@ class Keepalive:
     """Nothing changed for a while; the SSE layer turns this into a `: keepalive` comment."""
 
 
-JobUpdate = Queued | Transcribing | Done | Failed
+JobUpdate = Queued | Transcribing | Upstream | Done | Failed
 KEEPALIVE = Keepalive()
+# Upstream notices kept for subscribers that have not seen them yet; a job has at most
+# 2 × TRANSCRIBE_WS_MAX_RESUMES of them, this bounds memory all the same.
+MAX_NOTICES = 32
 
 
 class TranscriptionJob:
@@ -81,6 +98,7 @@ class TranscriptionJob:
         self._version = 0
         self._changed = anyio.Event()
         self._subscribers = 0
+        self._notices: deque[tuple[int, Upstream]] = deque(maxlen=MAX_NOTICES)
 
     @property
     def latest(self) -> JobUpdate | None:
@@ -95,6 +113,8 @@ class TranscriptionJob:
             return  # the first terminal update is final
         self._latest = update
         self._version += 1
+        if isinstance(update, Upstream):
+            self._notices.append((self._version, update))
         self._changed.set()
         self._changed = anyio.Event()
 
@@ -125,7 +145,10 @@ class TranscriptionJob:
                         await anyio.sleep(wait)
                 update = self._latest
                 assert update is not None
+                notices = [n for v, n in self._notices if v > seen and n is not update]
                 seen = self._version
+                for notice in notices:  # published since, then overwritten: still delivered
+                    yield notice
                 yield update
                 last_emit_at = anyio.current_time()
                 if isinstance(update, Done | Failed):

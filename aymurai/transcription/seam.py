@@ -51,10 +51,15 @@ def plan_seam(last_line_end_seconds: float, *, overlap_seconds: float) -> Seam:
     return Seam(seek_seconds=seek, midpoint_seconds=(seek + end) / 2)
 
 
+def _ms(seconds: float) -> float:
+    """Whole milliseconds: wire times are, and float noise (8.0 + 1.23) must not show."""
+    return round(seconds, 3)
+
+
 def shift_line(line: TranscriptLine, offset_seconds: float) -> TranscriptLine:
     if offset_seconds == 0:
         return line
-    return replace(line, start=line.start + offset_seconds, end=line.end + offset_seconds)
+    return replace(line, start=_ms(line.start + offset_seconds), end=_ms(line.end + offset_seconds))
 
 
 def _word_bounds(line: TranscriptLine, count: int) -> list[tuple[float, float]]:
@@ -82,7 +87,7 @@ def _split_line(
         return None, line
     if cut == len(words):
         return line, None
-    cut_time = bounds[cut - 1][1]
+    cut_time = _ms(bounds[cut - 1][1])
     before = replace(line, text=" " + " ".join(words[:cut]), end=cut_time)
     after = replace(line, text=" " + " ".join(words[cut:]), start=cut_time)
     return before, after

@@ -2,8 +2,9 @@
 
 `/healthz` answers 200 as long as the process serves HTTP: it checks nothing else, so a slow
 database or WLK never gets a healthy process restarted. `/readyz` says whether this instance
-should receive transcriptions: the database answers, WhisperLiveKit accepted a WebSocket handshake
-recently (a cached probe, see `transcription/readiness.py`), and the process is not draining.
+should receive transcriptions: the database answers, at least one WhisperLiveKit server is up (a
+cached probe, see `transcription/readiness.py`), and the process is not draining. It lists each
+server's state under `upstreams`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from aymurai.api.deps import ServiceDep
 from aymurai.errors import ShuttingDownError
+from aymurai.transcription.readiness import check_upstream
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
@@ -41,12 +43,16 @@ async def readyz(service: ServiceDep) -> JSONResponse:
     except Exception as exc:  # any failure means "not ready", never a 500
         logger.warning("readiness: database check failed: %s", exc)
         checks["database"] = f"{getattr(exc, 'code', 'STORAGE_ERROR')}: {exc}"
-    problem = await service.upstream_probe.check()
-    checks["upstream"] = problem or OK
+    upstream = await check_upstream(service.pool)
+    checks["upstream"] = upstream.problem or OK
     if not service.accepting:
         checks["admission"] = f"{ShuttingDownError.code}: {ShuttingDownError.default_detail}"
     ready = all(value == OK for value in checks.values())
     return JSONResponse(
-        {"status": "ready" if ready else "unavailable", "checks": checks},
+        {
+            "status": "ready" if ready else "unavailable",
+            "checks": checks,
+            "upstreams": upstream.servers,
+        },
         status_code=200 if ready else 503,
     )
