@@ -47,6 +47,14 @@ async def backend_up(client: httpx.AsyncClient, name: str) -> float:
     return float(match.group(1))
 
 
+async def _wait_until_down(client: httpx.AsyncClient, name: str) -> None:
+    async with asyncio.timeout(seconds(20)):
+        while True:
+            if await backend_up(client, name) == 0:
+                return
+            await asyncio.sleep(0.05)
+
+
 async def test_pool_caps_fails_over_and_uses_a_server_that_came_back(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -82,9 +90,7 @@ async def test_pool_caps_fails_over_and_uses_a_server_that_came_back(
                 what="both servers busy",
             )
             await first.stop()
-            async with asyncio.timeout(seconds(20)):
-                while await backend_up(client, first.url) != 0:
-                    await asyncio.sleep(0.05)
+            await _wait_until_down(client, first.url)
             restarted_at = time.monotonic()
             await first.start()
             results = await asyncio.gather(*uploads)
