@@ -211,6 +211,17 @@ async function transcribe() {
         ui.queue.textContent = position === 1 ? "Next in line" : `Position ${position} in the queue`;
         ui.queue.dataset.position = String(position);
         setState("queued", "Waiting for a free recognizer…");
+      } else if (event.type === "upstream") {
+        // The recognizer was lost mid-file; the server resumes on another one (or the same,
+        // once it is back) from `resume_from` seconds: the transcript so far is kept.
+        const { state, attempt, resume_from: from } = JSON.parse(event.data);
+        ui.body.dataset.upstream = state;
+        setState(
+          "transcribing",
+          state === "reconnecting"
+            ? `Recognizer connection lost; resuming from ${formatDuration(from)} (attempt ${attempt})…`
+            : `Transcribing… (resumed from ${formatDuration(from)})`,
+        );
       } else if (event.type === "transcription") {
         if (ui.body.dataset.state !== "transcribing") setState("transcribing", "Transcribing…");
         showDocument(JSON.parse(event.data), false);

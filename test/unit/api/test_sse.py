@@ -7,7 +7,15 @@ import uuid
 from collections.abc import AsyncIterator
 
 from aymurai.api.sse import KEEPALIVE_FRAME, encode_event, frames_from_updates
-from aymurai.transcription.jobs import KEEPALIVE, Done, Failed, JobUpdate, Keepalive, Queued
+from aymurai.transcription.jobs import (
+    KEEPALIVE,
+    Done,
+    Failed,
+    JobUpdate,
+    Keepalive,
+    Queued,
+    Upstream,
+)
 from aymurai.transcription.schemas import ASRDocument
 
 DOC_ID = uuid.UUID("12345678-1234-5678-1234-567812345678")
@@ -51,3 +59,14 @@ async def test_frames_error_carries_code_detail_and_request_id() -> None:
     assert data["code"] == "UPSTREAM_TIMEOUT"
     assert data["detail"] == "too slow"
     assert "request_id" in data
+
+
+async def test_frames_upstream_event_carries_state_attempt_and_resume_from() -> None:
+    """A resume is an `upstream` event: state, attempt, resume_from in whole milliseconds."""
+    [frame] = await _frames([Upstream(DOC_ID, "reconnecting", 2, 12.34567)])
+    assert frame.startswith(b"id: 1\nevent: upstream\n")
+    assert json.loads(frame.split(b"data: ")[1]) == {
+        "state": "reconnecting",
+        "attempt": 2,
+        "resume_from": 12.346,
+    }

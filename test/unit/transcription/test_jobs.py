@@ -6,7 +6,7 @@ import uuid
 
 import anyio
 
-from aymurai.transcription.jobs import KEEPALIVE, Done, Failed, Queued, TranscriptionJob
+from aymurai.transcription.jobs import KEEPALIVE, Done, Failed, Queued, TranscriptionJob, Upstream
 from aymurai.transcription.schemas import ASRDocument
 
 DOC_ID = uuid.uuid4()
@@ -79,3 +79,24 @@ async def test_job_last_subscriber_leaving_cancels() -> None:
     finished.publish(Done(ASRDocument(document_id=DOC_ID)))
     assert isinstance(await finished.wait_for_result(), Done)
     assert not finished.cancel_scope.cancel_called
+
+
+async def test_job_upstream_notices_are_never_coalesced_away() -> None:
+    """`Upstream` updates overwritten by newer ones still reach every subscriber, in order."""
+    job = _job()
+    updates = job.updates()
+    job.publish(Queued(DOC_ID, 1))
+    job.publish(Upstream(DOC_ID, "reconnecting", 1, 4.5))
+    job.publish(Upstream(DOC_ID, "resumed", 1, 4.5))
+    job.publish(Queued(DOC_ID, 2))
+    with anyio.fail_after(1):
+        seen = [await updates.__anext__() for _ in range(3)]
+    assert seen == [
+        Upstream(DOC_ID, "reconnecting", 1, 4.5),
+        Upstream(DOC_ID, "resumed", 1, 4.5),
+        Queued(DOC_ID, 2),
+    ]
+    job.publish(Upstream(DOC_ID, "reconnecting", 2, 9.0))
+    with anyio.fail_after(1):
+        assert await updates.__anext__() == Upstream(DOC_ID, "reconnecting", 2, 9.0)
+    await updates.aclose()
