@@ -42,7 +42,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with anyio.create_task_group() as jobs_group:
                 service = TranscriptionService(settings, store, jobs_group, gateway_metrics)
                 app.state.service = service
-                logger.info("gateway ready; WLK at %s", settings.transcribe_ws_uri)
+                logger.info(
+                    "gateway ready; WLK at %s",
+                    ", ".join(f"{b.name} (max {b.max_sessions})" for b in settings.ws_backends),
+                )
                 try:
                     yield
                 finally:
