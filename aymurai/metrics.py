@@ -60,7 +60,7 @@ class GatewayMetrics:
         self.upstream_sessions_in_use = Gauge(
             "aymurai_upstream_sessions_in_use",
             "Admitted transcriptions, each holding one WhisperLiveKit session (open or opening); "
-            "at most TRANSCRIBE_MAX_CONCURRENT_SESSIONS.",
+            "at most the sum of the session caps of the servers that are up.",
             registry=registry,
         )
         self.requests = Counter(

@@ -77,4 +77,13 @@ async def test_failover_to_a_second_real_wlk_after_a_kill(
     before = owned_words(first.word_records(), offset=0.0, keep=lambda t: t < midpoint)
     after = owned_words(second.word_records(), offset=seek, keep=lambda t: t >= midpoint)
     assert len(before) >= 4 and after
-    assert document_words(result.last.json()) == before + after
+    words = document_words(result.last.json())
+    if first.version == "0.2.17":
+        # 0.2.17 gives times in whole seconds (truncated), so a word's estimated time can be off
+        # by up to a second: at the seam one word may land on the other side. Everywhere else
+        # the text is exact. (0.2.26's centisecond times: exact, below.)
+        assert words[: len(before) - 1] == before[:-1]
+        assert words[len(words) - len(after) + 1 :] == after[1:]
+        assert abs(len(words) - len(before + after)) <= 1
+        return
+    assert words == before + after

@@ -127,6 +127,7 @@ async def test_pool_refused_connection_tries_the_next_server(tmp_path: Path) -> 
         async with run_gateway(settings) as gateway, gateway.client() as client:
             result = await stream_transcription(client, audio)
             ready = (await client.get("/readyz")).json()
+            metrics = (await client.get("/metrics")).text
     assert result.last.event == "done"
     assert document_words(result.last.json()) == expected_words(0)
     assert refusing.refused_handshakes >= 1
@@ -136,3 +137,8 @@ async def test_pool_refused_connection_tries_the_next_server(tmp_path: Path) -> 
         healthy.url: "up",
     }
     assert ready["status"] == "ready"
+    refused = f'backend="{refusing.url}",code="UPSTREAM_UNAVAILABLE"'
+    assert f"aymurai_upstream_backend_failures_total{{{refused}}}" in metrics
+    assert f'aymurai_upstream_backend_up{{backend="{refusing.url}"}} 0.0' in metrics
+    assert f'aymurai_upstream_backend_up{{backend="{healthy.url}"}} 1.0' in metrics
+    assert f'aymurai_upstream_backend_max_sessions{{backend="{healthy.url}"}} 1.0' in metrics
