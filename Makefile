@@ -35,7 +35,7 @@ lint: ## Check formatting, lint and types (read-only)
 	$(BIN)/ruff check aymurai test bench alembic
 	$(BIN)/mypy
 
-test: ## Run every test tier (unit, integration, postgres, contract, browser)
+test: ## Run every test tier (unit, integration, postgres, install, contract, browser)
 	$(BIN)/pytest
 
 test-unit: ## Run the unit tests only (no sockets)
@@ -44,14 +44,17 @@ test-unit: ## Run the unit tests only (no sockets)
 test-integration: ## Run the integration tests (real HTTP, WLK simulator)
 	$(BIN)/pytest test/integration
 
+test-install: ## Run the install tier (fresh venv, non-editable pip install ., migrate, serve)
+	$(BIN)/pytest test/install
+
 test-contract: ## Run the contract tier against the real WhisperLiveKit server code (stub ASR)
 	$(BIN)/pytest test/contract
 
 test-browser: ## Run the browser tier (headless Chromium through Playwright)
 	$(BIN)/pytest test/browser
 
-migrate: ## Upgrade the database to the newest migration
-	$(BIN)/alembic upgrade head
+migrate: ## Upgrade the database to the newest migration (aymurai-api migrate)
+	$(BIN)/aymurai-api migrate
 
 revision: ## Create a migration: make revision m="what changed"
 	$(BIN)/alembic revision --autogenerate -m "$(m)"
@@ -60,4 +63,4 @@ clean: ## Remove caches and build leftovers (keeps .venv and data/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info test-output
 
 
-.PHONY: help install install-contract install-browser run simulator format lint test test-unit test-integration test-contract test-browser migrate revision clean
+.PHONY: help install install-contract install-browser run simulator format lint test test-unit test-integration test-install test-contract test-browser migrate revision clean

@@ -7,7 +7,7 @@ from logging.config import fileConfig
 from alembic import context
 from sqlalchemy import Connection
 
-from aymurai.db.engine import make_engine
+from aymurai.db.engine import hold_migration_lock, make_engine
 from aymurai.db.models import metadata
 from aymurai.settings import get_settings
 
@@ -36,7 +36,7 @@ if context.is_offline_mode():
 else:
     engine = make_engine(database_uri)
     try:
-        with engine.connect() as connection:
+        with engine.connect() as connection, hold_migration_lock(connection):
             _configure(connection)
             with context.begin_transaction():
                 context.run_migrations()

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     # --- Database ----------------------------------------------------------------------------
     sqlalchemy_database_uri: str = "sqlite:///./data/aymurai.db"
     db_max_threads: int = Field(default=4, ge=1, le=64)
+    # Off when a deploy step runs `aymurai-api migrate`; /readyz then says 503 until it has.
+    transcribe_migrate_on_start: bool = True
 
     # --- Upload and decode -------------------------------------------------------------------
     transcribe_max_upload_bytes: int = Field(default=2 * GIB, gt=0)

@@ -1,8 +1,9 @@
 """The ASGI application: `create_app(settings)` and the lazily built `app` for uvicorn.
 
-The lifespan owns everything with a lifetime: it migrates the database to head, creates the engine
-and the store, opens the task group transcription jobs run in, and on shutdown drains the jobs and
-disposes of the engine.
+The lifespan owns everything with a lifetime: it migrates the database to head (unless
+TRANSCRIBE_MIGRATE_ON_START is off), creates the engine and the store, opens the task group
+transcription jobs run in, starts the drain at SIGTERM (see `api/signals.py`), and on shutdown
+drains the jobs and disposes of the engine.
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ from aymurai import __version__
 from aymurai.api.errors import install_error_handlers
 from aymurai.api.middleware import RequestIdMiddleware
 from aymurai.api.routes import health, metrics, transcription, validation, web
+from aymurai.api.signals import drain_on_signals
 from aymurai.db.engine import make_engine, migrate_to_head
 from aymurai.db.store import TranscriptStore
+from aymurai.logs import configure_logging
 from aymurai.metrics import GatewayMetrics
 from aymurai.settings import Settings, get_settings
 from aymurai.transcription.service import TranscriptionService
@@ -35,9 +38,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await anyio.to_thread.run_sync(migrate_to_head, settings.sqlalchemy_database_uri)
+        migrate = settings.transcribe_migrate_on_start
+        if migrate:
+            await anyio.to_thread.run_sync(migrate_to_head, settings.sqlalchemy_database_uri)
         engine = make_engine(settings.sqlalchemy_database_uri)
-        store = TranscriptStore(engine, max_threads=settings.db_max_threads)
+        store = TranscriptStore(engine, max_threads=settings.db_max_threads, schema_current=migrate)
+        grace = settings.transcribe_shutdown_grace_seconds
         try:
             async with anyio.create_task_group() as jobs_group:
                 service = TranscriptionService(settings, store, jobs_group, gateway_metrics)
@@ -47,9 +53,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     ", ".join(f"{b.name} (max {b.max_sessions})" for b in settings.ws_backends),
                 )
                 try:
-                    yield
+                    with drain_on_signals(lambda: service.begin_shutdown(grace)):
+                        yield
                 finally:
-                    await service.shutdown(settings.transcribe_shutdown_grace_seconds)
+                    await service.shutdown(grace)
                     jobs_group.cancel_scope.cancel()
         finally:
             engine.dispose()
@@ -80,8 +87,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def __getattr__(name: str) -> Any:
-    # `uvicorn aymurai.api.main:app` works without building an app (and reading settings) at
-    # import time.
+    # `uvicorn aymurai.api.main:app` (and gunicorn's UvicornWorker) work without building an app
+    # (and reading settings) at import time; they get our log lines, request ids included.
     if name == "app":
-        return create_app()
+        settings = get_settings()
+        configure_logging(settings.log_level, settings.log_format)
+        return create_app(settings)
     raise AttributeError(name)

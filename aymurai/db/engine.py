@@ -2,21 +2,37 @@
 
 The engine is synchronous SQLAlchemy: every call goes through `TranscriptStore`, which runs it in a
 bounded worker thread, so the event loop never waits on the database. The app migrates the schema
-to head at startup with Alembic, so a fresh SQLite file or an empty PostgreSQL database just works.
+to head at startup with Alembic (unless TRANSCRIBE_MIGRATE_ON_START is off), so a fresh SQLite file
+or an empty PostgreSQL database just works; `aymurai-api migrate` does the same as a deploy step.
+
+The migration scripts live in the repository's top-level `alembic/` folder, where developers and
+the alembic CLI expect them; `aymurai/db/migrations` is a link to it, so the wheel carries them
+and a non-editable install can migrate (we ship the scripts, not a copy that could drift).
+
+Replicas starting at once migrate one at a time: `hold_migration_lock` (used by alembic/env.py,
+so the alembic CLI is covered too) takes a PostgreSQL advisory lock around the migration
+transaction, or an exclusive file lock beside a SQLite database. The second replica then finds the
+schema at head and does nothing, instead of racing for `alembic_version`.
 """
 
 from __future__ import annotations
 
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-ALEMBIC_DIR = PROJECT_ROOT / "alembic"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Any constant works; it only has to be the same in every replica (pg_advisory_xact_lock(bigint)).
+MIGRATION_LOCK_KEY = 0x61796D75_72616901  # "aymurai" + 1
 
 
 def make_engine(database_uri: str) -> Engine:
@@ -43,8 +59,10 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 
 def alembic_config(database_uri: str) -> Config:
-    config = Config(str(PROJECT_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    """Alembic configured in code: no alembic.ini is needed (an installed wheel has none)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
     # env.py reads this attribute before falling back to Settings.
     config.attributes["database_uri"] = database_uri
     return config
@@ -56,3 +74,35 @@ def migrate_to_head(database_uri: str) -> None:
 
 def downgrade_to_base(database_uri: str) -> None:
     command.downgrade(alembic_config(database_uri), "base")
+
+
+def is_schema_current(connection: Connection) -> bool:
+    """True when the database's revision is the newest migration (blocking; run in a thread)."""
+    url = connection.engine.url.render_as_string(hide_password=False)
+    script = ScriptDirectory.from_config(alembic_config(url))
+    current = set(MigrationContext.configure(connection).get_current_heads())
+    return current == set(script.get_heads())
+
+
+@contextmanager
+def hold_migration_lock(connection: Connection) -> Iterator[None]:
+    """Serialise migrations between processes; wrap the whole migration transaction in it."""
+    backend = connection.dialect.name
+    if backend == "postgresql":
+        # A session-level lock (committed at once so alembic starts its own transaction); the
+        # server frees it if this process dies mid-migration.
+        connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
+            connection.commit()
+        return
+    database = connection.engine.url.database
+    if backend != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with Path(f"{database}.migrate-lock").open("a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        yield

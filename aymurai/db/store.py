@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
 from aymurai.db import repository
+from aymurai.db.engine import is_schema_current
 from aymurai.db.models import AudioTranscription
 from aymurai.errors import StorageError
 
@@ -45,9 +46,10 @@ def _freeze(row: AudioTranscription | None) -> StoredTranscription | None:
 
 
 class TranscriptStore:
-    def __init__(self, engine: Engine, *, max_threads: int) -> None:
+    def __init__(self, engine: Engine, *, max_threads: int, schema_current: bool = True) -> None:
         self._engine = engine
         self._limiter = anyio.CapacityLimiter(max_threads)
+        self._schema_current = schema_current
 
     async def _run(self, work: Callable[[Session], T]) -> T:
         def in_thread() -> T:
@@ -90,6 +92,12 @@ class TranscriptStore:
                 repository.save_validation(s, document_id=document_id, paragraphs=paragraphs)
             )
         )
+
+    async def is_schema_current(self) -> bool:
+        """Is the database at the newest migration? Asked again only until it is."""
+        if not self._schema_current:
+            self._schema_current = await self._run(lambda s: is_schema_current(s.connection()))
+        return self._schema_current
 
     async def ping(self) -> None:
         """Raise if the database does not answer a trivial query."""

@@ -1,21 +1,17 @@
-"""Graceful shutdown: draining in process, and SIGTERM to the real `aymurai-api` process.
+"""Graceful shutdown: draining in process, and SIGTERM to a real server process.
 
-The SIGTERM tests run the installed console script as a subprocess on a free port, configured
-only through the environment (as operators run it), against a slow simulator in the test's own
-event loop. The process's stderr goes to a file, read once it has exited.
+The SIGTERM tests run the gateway as a subprocess on a free port under each server operators use
+(`aymurai-api`, `uvicorn aymurai.api.main:app`, gunicorn with uvicorn workers), configured only
+through the environment, against a slow simulator in the test's own event loop. The process's
+stderr goes to a file, read once it has exited.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
-import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,93 +26,14 @@ from test.e2e import (
     document_words,
     iter_sse,
     make_settings,
-    require,
     run_gateway,
     seconds,
     stream_transcription,
     upload_files,
 )
+from test.processes import SERVERS, GatewayProcess, run_gateway_process
 
 pytestmark = pytest.mark.integration
-
-# Our environment variables; the parent's values must not leak into the subprocess.
-OWN_ENV_PREFIXES = ("API_", "TRANSCRIBE_", "SQLALCHEMY_", "DB_", "LOG_", "CORS_")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@dataclass
-class GatewayProcess:
-    process: asyncio.subprocess.Process
-    base_url: str
-    log_path: Path
-
-    def log_lines(self) -> list[str]:
-        return self.log_path.read_text(encoding="utf-8").splitlines()
-
-    async def wait_exit(self, timeout_seconds: float) -> int:
-        async with asyncio.timeout(timeout_seconds):
-            return await self.process.wait()
-
-
-@asynccontextmanager
-async def run_gateway_process(
-    tmp_path: Path, *, ws_uri: str, grace_seconds: float, log_format: str = "text"
-) -> AsyncIterator[GatewayProcess]:
-    """Start `aymurai-api` and wait until /healthz answers; kill it on exit if still running."""
-    script = Path(sys.executable).parent / "aymurai-api"
-    require(script.exists(), f"{script} is not installed (pip install -e .)")
-    port = _free_port()
-    spool = tmp_path / "spool"
-    spool.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(OWN_ENV_PREFIXES)}
-    env.update(
-        API_HOST="127.0.0.1",
-        API_PORT=str(port),
-        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'gateway.db'}",
-        TRANSCRIBE_WS_URI=ws_uri,
-        TRANSCRIBE_SPOOL_DIR=str(spool),
-        TRANSCRIBE_SHUTDOWN_GRACE_SECONDS=str(grace_seconds),
-        TRANSCRIBE_SSE_MIN_EVENT_INTERVAL_SECONDS="0.05",
-        LOG_FORMAT=log_format,
-        LOG_LEVEL="INFO",
-    )
-    log_path = tmp_path / "gateway.log"
-    with log_path.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            str(script),
-            cwd=tmp_path,  # no stray .env from the repository
-            env=env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=log_file,
-            stderr=log_file,
-        )
-    running = GatewayProcess(process, f"http://127.0.0.1:{port}", log_path)
-    try:
-        await _wait_until_serving(running)
-        yield running
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.wait()
-
-
-async def _wait_until_serving(gateway: GatewayProcess) -> None:
-    async with httpx.AsyncClient(base_url=gateway.base_url) as client:
-        async with asyncio.timeout(seconds(30)):
-            while True:
-                if gateway.process.returncode is not None:
-                    raise AssertionError("aymurai-api exited:\n" + "\n".join(gateway.log_lines()))
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.05)
 
 
 @dataclass
@@ -153,14 +70,19 @@ async def _stream_and_signal(
     return SignalledStream(events, signalled_at, time.monotonic())
 
 
-async def test_shutdown_sigterm_ends_a_long_stream_after_the_grace(tmp_path: Path) -> None:
-    """SIGTERM mid-stream: the stream runs on for the grace, then ends with SHUTTING_DOWN; the
-    WLK socket is closed and the process exits just after the grace."""
+@pytest.mark.parametrize("server", SERVERS)
+async def test_shutdown_sigterm_ends_a_long_stream_after_the_grace(
+    tmp_path: Path, server: str
+) -> None:
+    """SIGTERM mid-stream, under every server: the stream runs on for the grace, then ends with
+    SHUTTING_DOWN; the WLK socket is closed and the process exits just after the grace."""
     grace = 1.0
     audio = make_audio_file(tmp_path, fmt="wav_s16", seconds=20.0, tone_hz=440)
     async with (
         WLKSimulator(speed=2.0) as simulator,  # 10 s of processing: far past the grace
-        run_gateway_process(tmp_path, ws_uri=simulator.url, grace_seconds=grace) as gateway,
+        run_gateway_process(
+            tmp_path, ws_uri=simulator.url, grace_seconds=grace, server=server
+        ) as gateway,
     ):
         stream = await _stream_and_signal(gateway, audio, request_id="sigterm-long")
         returncode = await gateway.wait_exit(seconds(grace + 5))
@@ -172,7 +94,8 @@ async def test_shutdown_sigterm_ends_a_long_stream_after_the_grace(tmp_path: Pat
     assert (error["code"], error["request_id"]) == ("SHUTTING_DOWN", "sigterm-long")
     assert grace * 0.9 <= stream.ended_at - stream.signalled_at <= grace + seconds(1.5)
     assert exited_after <= grace + seconds(2.5)
-    # uvicorn re-raises the captured SIGTERM once it has shut down gracefully.
+    # uvicorn re-raises the captured SIGTERM once it has shut down gracefully; gunicorn's
+    # arbiter exits 0 once its worker has.
     assert returncode in (0, -signal.SIGTERM)
     assert session.close_code == 1000  # closed by the gateway, not dropped
     assert session.ready_to_stop_sent_at is None  # cut short: WLK never finished it

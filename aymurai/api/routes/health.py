@@ -2,9 +2,9 @@
 
 `/healthz` answers 200 as long as the process serves HTTP: it checks nothing else, so a slow
 database or WLK never gets a healthy process restarted. `/readyz` says whether this instance
-should receive transcriptions: the database answers, at least one WhisperLiveKit server is up (a
-cached probe, see `transcription/readiness.py`), and the process is not draining. It lists each
-server's state under `upstreams`.
+should receive transcriptions: the database answers and is migrated, at least one WhisperLiveKit
+server is up (a cached probe, see `transcription/readiness.py`), and the process is not draining.
+It lists each server's state under `upstreams`.
 """
 
 from __future__ import annotations
@@ -17,11 +17,19 @@ from fastapi.responses import JSONResponse
 from aymurai.api.deps import ServiceDep
 from aymurai.errors import ShuttingDownError
 from aymurai.transcription.readiness import check_upstream
+from aymurai.transcription.service import TranscriptionService
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
 
 OK = "ok"
+
+
+async def _schema_is_current(service: TranscriptionService) -> bool:
+    try:
+        return await service.store.is_schema_current()
+    except Exception:  # the database check above already says why
+        return True
 
 
 @router.get("/healthz")
@@ -43,6 +51,11 @@ async def readyz(service: ServiceDep) -> JSONResponse:
     except Exception as exc:  # any failure means "not ready", never a 500
         logger.warning("readiness: database check failed: %s", exc)
         checks["database"] = f"{getattr(exc, 'code', 'STORAGE_ERROR')}: {exc}"
+    if not await _schema_is_current(service):
+        checks["schema"] = (
+            "MIGRATION_REQUIRED: the database is not at the newest migration; "
+            "run `aymurai-api migrate`."
+        )
     upstream = await check_upstream(service.pool)
     checks["upstream"] = upstream.problem or OK
     if not service.accepting:
