@@ -333,8 +333,8 @@ async def test_page_shows_a_resume_and_ends_with_the_stored_document(
                 await page.click("#start-button")
                 # Checked in the page, in one go: the status line names the resume.
                 await page.wait_for_function(
-                    "document.body.dataset.upstream"
-                    " && /resum/i.test(document.getElementById('status-text').textContent)"
+                    """() => Boolean(document.body.dataset.upstream)
+                        && /resum/i.test(document.getElementById("status-text").textContent)"""
                 )
                 await page.wait_for_selector(FINISHED, state="attached")
                 assert await page.get_attribute("body", "data-state") == "done"
