@@ -17,10 +17,12 @@ from test.audio_fixtures import make_audio_file
 from test.e2e import (
     document_words,
     eventually,
+    iter_sse,
     make_settings,
     run_gateway,
     seconds,
     stream_transcription,
+    upload_files,
 )
 
 pytestmark = pytest.mark.integration
@@ -142,3 +144,36 @@ async def test_pool_refused_connection_tries_the_next_server(tmp_path: Path) -> 
     assert f'aymurai_upstream_backend_up{{backend="{refusing.url}"}} 0.0' in metrics
     assert f'aymurai_upstream_backend_up{{backend="{healthy.url}"}} 1.0' in metrics
     assert f'aymurai_upstream_backend_max_sessions{{backend="{healthy.url}"}} 1.0' in metrics
+
+
+async def sessions_in_use(client: httpx.AsyncClient) -> float:
+    text = (await client.get("/metrics")).text
+    values = re.findall(r"aymurai_upstream_backend_sessions_in_use\{[^}]*\} (\S+)", text)
+    assert values, text
+    return sum(float(value) for value in values)
+
+
+async def test_pool_client_leaving_mid_resume_returns_every_lease(tmp_path: Path) -> None:
+    """A client that leaves while its job waits to resume (server gone) frees every slot."""
+    async with WLKSimulator(speed=2.0) as simulator:
+        settings = make_settings(
+            tmp_path,
+            transcribe_ws_uri=f"{simulator.url}#max_sessions=1",
+            transcribe_ws_resume_timeout_seconds=seconds(60),
+        )
+        audio = make_audio_file(tmp_path, fmt="wav_s16", tone_hz=job_segments(1), name="leave")
+        async with run_gateway(settings) as gateway, gateway.client() as client:
+            async with asyncio.timeout(seconds(20)):
+                async with client.stream(
+                    "POST", "/asr/transcribe/stream", files=upload_files(audio)
+                ) as response:
+                    async for frame in iter_sse(response):
+                        if frame.event == "transcription" and frame.json()["document"]:
+                            assert await sessions_in_use(client) == 1
+                            await simulator.stop()  # the job loses its session, cannot resume
+                        if frame.event == "upstream":
+                            assert frame.json()["state"] == "reconnecting"
+                            break  # and the client leaves while it waits
+            await eventually(lambda: not gateway.app.state.service.jobs, what="the job to end")
+            assert await sessions_in_use(client) == 0
+            assert gateway.app.state.service.admission.active == 0
