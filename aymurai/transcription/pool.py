@@ -11,7 +11,7 @@ WLK has no session cap and no load report (its `/health` says only "ready"), so 
   failed probe marks it down at once: a probe is a deliberate check, a job may fail for reasons
   of its own. A success (a session opened, a probe answered) marks it up and resets the count;
 - down servers are probed in the background (handshake + config message, then close) with an
-  exponential backoff capped at TRANSCRIBE_WS_PROBE_TTL_SECONDS; up servers are probed when
+  exponential backoff capped at TRANSCRIBE_WS_PROBE_TTL_SECONDS; idle up servers are probed when
   `/readyz` asks and their last success is older than the TTL (cached, one probe in flight per
   server), so an idle dead server is seen down without sending it a job.
 
@@ -354,10 +354,13 @@ class UpstreamPool:
     async def check(self) -> list[BackendStatus]:
         """For `/readyz`: probe servers whose last answer is older than the TTL, then report."""
         now = anyio.current_time()
+        # A server with sessions in use is not probed: a probe would take a session beyond its
+        # cap, and a session lost there is recorded as a failure anyway.
         stale = [
             s.backend
             for s in await self.state.statuses()
             if s.is_up
+            and s.in_use == 0
             and now - max(s.checked_at, self._probed_at[s.backend.name]) >= self._probe_ttl
         ]
         if stale:

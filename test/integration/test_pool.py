@@ -177,3 +177,22 @@ async def test_pool_client_leaving_mid_resume_returns_every_lease(tmp_path: Path
             await eventually(lambda: not gateway.app.state.service.jobs, what="the job to end")
             assert await sessions_in_use(client) == 0
             assert gateway.app.state.service.admission.active == 0
+
+
+async def test_pool_readiness_never_probes_a_busy_server(tmp_path: Path) -> None:
+    """/readyz does not open a probe session on a server whose sessions are in use (its cap)."""
+    async with WLKSimulator(speed=2.0) as simulator:
+        settings = make_settings(
+            tmp_path,
+            transcribe_ws_uri=f"{simulator.url}#max_sessions=1",
+            transcribe_ws_probe_ttl_seconds=0.0,  # every check would probe an idle server
+        )
+        audio = make_audio_file(tmp_path, fmt="wav_s16", tone_hz=job_segments(2), name="busy")
+        async with run_gateway(settings) as gateway, gateway.client() as client:
+            job = asyncio.create_task(stream_transcription(client, audio))
+            await simulator.wait_for_sessions(1, timeout=seconds(10))
+            for _ in range(5):
+                assert (await client.get("/readyz")).status_code == 200
+            assert len(simulator.sessions) == 1
+            job.cancel()
+    assert simulator.max_concurrent_sessions == 1
