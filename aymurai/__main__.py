@@ -19,6 +19,7 @@ import uvicorn
 
 from aymurai import __version__
 from aymurai.api.main import create_app
+from aymurai.api.server import make_config
 from aymurai.db.engine import migrate_to_head
 from aymurai.logs import configure_logging
 from aymurai.settings import Settings, get_settings
@@ -29,8 +30,9 @@ logger = logging.getLogger("aymurai")
 def serve(settings: Settings) -> None:
     app = create_app(settings)
     grace = settings.transcribe_shutdown_grace_seconds
-    config = uvicorn.Config(
+    config = make_config(
         app,
+        settings,
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,  # our handler (with request ids) is already on the root logger

@@ -2,18 +2,26 @@
 
     GatewayError                      code              meaning
     ├── EmptyUploadError              EMPTY_UPLOAD      the uploaded file has no bytes
+    ├── MalformedRequestError         MALFORMED_REQUEST bad multipart (no colon, bad boundary, …)
     ├── UploadTooLargeError           UPLOAD_TOO_LARGE  over TRANSCRIBE_MAX_UPLOAD_BYTES
-    ├── InvalidAudioError             INVALID_AUDIO     not decodable, or no samples
+    ├── BodyTooLargeError             BODY_TOO_LARGE    JSON over TRANSCRIBE_MAX_JSON_BODY_BYTES
+    ├── AudioTooLongError             AUDIO_TOO_LONG    over TRANSCRIBE_MAX_AUDIO_SECONDS
+    ├── UploadTimeoutError            UPLOAD_TIMEOUT    the body came too slowly
+    ├── ClientDisconnectedError       CLIENT_DISCONNECTED the client left mid-request
+    ├── InvalidAudioError             INVALID_AUDIO     not an allowed container, not decodable
     ├── MissingFileError              VALIDATION_ERROR  the multipart body has no `file` field
     ├── NotFoundError                 NOT_FOUND         unknown document id
     ├── QueueFullError                QUEUE_FULL        admission queue is full
     ├── ShuttingDownError             SHUTTING_DOWN     the process is draining
+    ├── TooManyUploadsError           TOO_MANY_UPLOADS  too many uploads in progress
+    ├── SpoolUnavailableError         SPOOL_UNAVAILABLE spool folder missing, full or unwritable
     ├── UpstreamError                 (abstract)        anything WhisperLiveKit did or did not do
     │   ├── UpstreamUnavailableError  UPSTREAM_UNAVAILABLE   connect or handshake failed
     │   ├── UpstreamServiceError      UPSTREAM_SERVICE_ERROR error status, lost connection
     │   ├── UpstreamProtocolError     UPSTREAM_PROTOCOL_ERROR server not in --pcm-input mode, …
     │   └── UpstreamTimeoutError      UPSTREAM_TIMEOUT  idle too long, or no ready_to_stop in time
     ├── StorageError                  STORAGE_ERROR     the database failed; nothing was stored
+    ├── DocumentUnreadableError       DOCUMENT_UNREADABLE a stored document cannot be served
     └── InternalError                 INTERNAL_ERROR    a bug; the detail never carries a traceback
 
 Third-party exceptions are translated where they enter our code (one place per adapter) and chained
@@ -47,6 +55,39 @@ class UploadTooLargeError(GatewayError):
         super().__init__(f"The upload is larger than the limit of {max_bytes} bytes.")
 
 
+class MalformedRequestError(GatewayError):
+    code = "MALFORMED_REQUEST"
+    default_detail = "The request body is not valid multipart/form-data."
+
+
+class BodyTooLargeError(GatewayError):
+    code = "BODY_TOO_LARGE"
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        super().__init__(f"The request body is larger than the limit of {max_bytes} bytes.")
+
+
+class AudioTooLongError(GatewayError):
+    code = "AUDIO_TOO_LONG"
+
+    def __init__(self, max_seconds: float) -> None:
+        self.max_seconds = max_seconds
+        super().__init__(f"The audio is longer than the limit of {max_seconds:g} seconds.")
+
+
+class UploadTimeoutError(GatewayError):
+    code = "UPLOAD_TIMEOUT"
+    default_detail = "The upload took too long; send it faster or in a smaller file."
+
+
+class ClientDisconnectedError(GatewayError):
+    """The client went away mid-request; nobody reads the answer, it is only logged (INFO)."""
+
+    code = "CLIENT_DISCONNECTED"
+    default_detail = "The client disconnected before its request was read."
+
+
 class InvalidAudioError(GatewayError):
     code = "INVALID_AUDIO"
     default_detail = "The uploaded file is not an audio file."
@@ -73,6 +114,19 @@ class QueueFullError(GatewayError):
 class ShuttingDownError(GatewayError):
     code = "SHUTTING_DOWN"
     default_detail = "The gateway is shutting down; retry on another instance or later."
+
+
+class TooManyUploadsError(GatewayError):
+    code = "TOO_MANY_UPLOADS"
+
+    def __init__(self, retry_after_seconds: int) -> None:
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__("Too many uploads are in progress; retry later.")
+
+
+class SpoolUnavailableError(GatewayError):
+    code = "SPOOL_UNAVAILABLE"
+    default_detail = "The gateway cannot store uploads right now (spool folder missing or full)."
 
 
 class UpstreamError(GatewayError):
@@ -104,6 +158,11 @@ class UpstreamTimeoutError(UpstreamError):
 class StorageError(GatewayError):
     code = "STORAGE_ERROR"
     default_detail = "The transcript database is not available."
+
+
+class DocumentUnreadableError(GatewayError):
+    code = "DOCUMENT_UNREADABLE"
+    default_detail = "The stored document is damaged and cannot be served; store a new validation."
 
 
 class InternalError(GatewayError):

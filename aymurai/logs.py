@@ -52,3 +52,6 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> None:
     handler._aymurai = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level.upper())
+    # python-multipart logs every malformed client body at WARNING; we answer those with 400
+    # MALFORMED_REQUEST and log them once at INFO (api/errors.py), so its lines are noise.
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)

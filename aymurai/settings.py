@@ -16,7 +16,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from aymurai.transcription.backends import Backend, parse_backend_uris
 
+MIB = 1024**2
 GIB = 1024**3
+HOUR_SECONDS = 3600.0
 
 
 class Settings(BaseSettings):
@@ -28,6 +30,9 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
+    # A client must send its request line and headers within this time (slowloris), and an idle
+    # keep-alive connection is closed after it.
+    api_header_timeout_seconds: float = Field(default=10.0, gt=0)
 
     # --- Database ----------------------------------------------------------------------------
     sqlalchemy_database_uri: str = "sqlite:///./data/aymurai.db"
@@ -37,8 +42,16 @@ class Settings(BaseSettings):
 
     # --- Upload and decode -------------------------------------------------------------------
     transcribe_max_upload_bytes: int = Field(default=2 * GIB, gt=0)
+    transcribe_max_audio_seconds: float = Field(default=6 * HOUR_SECONDS, gt=0)
     transcribe_spool_dir: str | None = None
+    transcribe_spool_min_free_bytes: int = Field(default=256 * MIB, ge=0)
+    transcribe_max_concurrent_uploads: int = Field(default=64, ge=1)
+    transcribe_upload_min_bytes_per_second: float = Field(default=16 * 1024, gt=0)
+    transcribe_upload_grace_seconds: float = Field(default=30.0, ge=0)
     transcribe_max_concurrent_decodes: int = Field(default=2, ge=1, le=64)
+
+    # --- Validation (JSON) bodies ------------------------------------------------------------
+    transcribe_max_json_body_bytes: int = Field(default=8 * MIB, gt=0)
 
     # --- SSE ---------------------------------------------------------------------------------
     transcribe_sse_keepalive_seconds: float = 15.0

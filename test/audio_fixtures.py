@@ -312,3 +312,74 @@ def make_truncated_copy(source: Path, directory: Path, *, keep_fraction: float =
 def open_fd_count() -> int:
     """Number of file descriptors this process holds open (Linux ``/proc``)."""
     return len(os.listdir("/proc/self/fd"))
+
+
+def _crc8(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    return crc
+
+
+def _crc16_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x8005) & 0xFFFF if crc & 0x8000 else (crc << 1) & 0xFFFF
+        table.append(crc)
+    return table
+
+
+_CRC16 = _crc16_table()
+
+
+def _crc16(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFF) ^ _CRC16[(crc >> 8) ^ byte]
+    return crc
+
+
+def _flac_utf8(number: int) -> bytes:
+    if number < 0x80:
+        return bytes([number])
+    if number < 0x800:
+        return bytes([0xC0 | number >> 6, 0x80 | number & 0x3F])
+    return bytes([0xE0 | number >> 12, 0x80 | (number >> 6) & 0x3F, 0x80 | number & 0x3F])
+
+
+def make_flac_silence(
+    directory: Path,
+    *,
+    seconds: float,
+    sample_rate: int = 8000,
+    declared_seconds: float | None = None,
+    name: str = "silence.flac",
+) -> Path:
+    """A valid FLAC of `seconds` of digital silence, written frame by frame (a duration bomb).
+
+    Each 32768-sample frame is one CONSTANT subframe, ~11 bytes: 10 h at 8 kHz is ~97 kB and is
+    written in well under a second (encoding it with libFLAC through PyAV takes ~14 s).
+    `declared_seconds` sets the length STREAMINFO claims (a header that lies); 0 means unknown.
+    """
+    block = 32768
+    frames = max(1, round(seconds * sample_rate / block))
+    declared = frames * block if declared_seconds is None else round(declared_seconds * sample_rate)
+    streaminfo = (
+        struct.pack(">HH", block, block)
+        + b"\x00\x00\x00\x00\x00\x00"  # min/max frame size unknown
+        + ((sample_rate << 44) | (0 << 41) | (15 << 36) | declared).to_bytes(8, "big")
+        + b"\x00" * 16  # no MD5
+    )
+    out = bytearray(b"fLaC" + bytes([0x80, 0, 0, len(streaminfo)]) + streaminfo)
+    for number in range(frames):
+        header = b"\xff\xf8\x70\x08" + _flac_utf8(number) + struct.pack(">H", block - 1)
+        header += bytes([_crc8(header)])
+        frame = header + b"\x00\x00\x00"  # CONSTANT subframe, sample value 0 (16 bits)
+        out += frame + struct.pack(">H", _crc16(frame))
+    path = Path(directory) / name
+    path.write_bytes(bytes(out))
+    return path

@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 
 from aymurai.api.main import create_app
+from aymurai.api.server import make_config
 from aymurai.settings import Settings
 
 # Scale every test timeout on slow machines: AYMURAI_TEST_TIME_UNIT=2 doubles them.
@@ -63,8 +64,9 @@ def _spool_dir(tmp_path: Path) -> Path:
 
 
 def spooled_files(settings: Settings) -> list[Path]:
+    """Uploads in the spool folder (the gateway's lock file is not one)."""
     assert settings.transcribe_spool_dir is not None
-    return sorted(Path(settings.transcribe_spool_dir).iterdir())
+    return sorted(Path(settings.transcribe_spool_dir).glob("aymurai-upload-*"))
 
 
 @dataclass
@@ -83,8 +85,9 @@ class RunningGateway:
 async def run_gateway(settings: Settings) -> AsyncIterator[RunningGateway]:
     """Serve `create_app(settings)` with uvicorn on a free port until the block exits."""
     app = create_app(settings)
-    config = uvicorn.Config(
+    config = make_config(
         app,
+        settings,
         host="127.0.0.1",
         port=0,
         log_config=None,

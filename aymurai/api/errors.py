@@ -2,15 +2,23 @@
 
 Only errors raised before a stream starts come through here; once the first SSE byte is sent the
 status is fixed and failures travel as `event: error` frames instead.
+
+Client mistakes are logged at INFO in one line, with no traceback (issue 8: 2,000 aborted uploads
+made 276,000 log lines), and so are refusals under load (QUEUE_FULL, TOO_MANY_UPLOADS): they are
+counted in the metrics, and an ERROR line per refused request would flood the log exactly when the
+gateway is busiest. Every answer carries the request id, 500s included: Starlette runs the
+catch-all handler outside our middleware, so it reads the id from the ASGI scope.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aymurai import errors
@@ -20,16 +28,52 @@ logger = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.EmptyUploadError: 400,
+    errors.MalformedRequestError: 400,
     errors.NotFoundError: 404,
+    errors.UploadTimeoutError: 408,
     errors.UploadTooLargeError: 413,
+    errors.BodyTooLargeError: 413,
+    errors.AudioTooLongError: 413,
     errors.InvalidAudioError: 415,
     errors.MissingFileError: 422,
+    # nginx's "client closed request": nobody reads it, but the access log and metrics do.
+    errors.ClientDisconnectedError: 499,
+    errors.DocumentUnreadableError: 500,
     errors.QueueFullError: 503,
+    errors.TooManyUploadsError: 503,
+    errors.SpoolUnavailableError: 503,
     errors.ShuttingDownError: 503,
     errors.StorageError: 503,
     errors.UpstreamTimeoutError: 504,
     errors.UpstreamError: 502,
 }
+
+
+class FieldError(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a stable `code`, a human `detail`, the request id (and, for 422s, the
+    fields at fault)."""
+
+    detail: str
+    code: str
+    request_id: str
+    errors: list[FieldError] | None = None
+
+
+# Documented on every route (`include_router(responses=…)`): any status not listed by a route is an
+# ErrorBody. It also replaces FastAPI's own 422 schema (`detail` as an array), which we never send.
+DEFAULT_ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
+    "default": {"model": ErrorBody, "description": "An error; `code` says which (see README)"}
+}
+
+# Refusals that are part of normal operation under load: INFO, like client mistakes.
+QUIET_ERRORS = (errors.QueueFullError, errors.TooManyUploadsError, errors.ShuttingDownError)
+REQUEST_ID_SCOPE_KEY = "aymurai.request_id"
 
 CODE_BY_STATUS = {
     400: "BAD_REQUEST",
@@ -63,45 +107,84 @@ def error_response(
     *,
     headers: dict[str, str] | None = None,
     extra: dict[str, object] | None = None,
+    request_id: str | None = None,
 ) -> JSONResponse:
-    body: dict[str, object] = {"detail": detail, "code": code, "request_id": request_id_var.get()}
+    request_id = request_id or request_id_var.get()
+    body: dict[str, object] = {"detail": detail, "code": code, "request_id": request_id}
     body.update(extra or {})
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+def printable(value: object) -> str:
+    """`value` as text that always encodes as UTF-8 (client input may hold lone surrogates)."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 async def handle_gateway_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.GatewayError)
     status = status_for(exc)
     headers = None
-    if isinstance(exc, errors.QueueFullError):
+    if isinstance(exc, errors.QueueFullError | errors.TooManyUploadsError):
         headers = {"Retry-After": str(exc.retry_after_seconds)}
-    log = logger.error if status >= 500 else logger.info
-    log("answered %d %s: %s", status, exc.code, exc.detail)
+    if isinstance(exc, errors.ClientDisconnectedError):
+        logger.info("client disconnected: %s", exc.detail)
+    elif status >= 500 and not isinstance(exc, QUIET_ERRORS):
+        logger.error("answered %d %s: %s", status, exc.code, exc.detail)
+    else:
+        logger.info("answered %d %s: %s", status, exc.code, exc.detail)
     return error_response(status, exc.code, exc.detail, headers=headers)
 
 
 async def handle_validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     field_errors = [
-        {"loc": list(error.get("loc", ())), "msg": error.get("msg", ""), "type": error.get("type")}
+        {
+            "loc": [item if isinstance(item, int) else printable(item) for item in error["loc"]],
+            "msg": printable(error.get("msg", "")),
+            "type": printable(error.get("type", "")),
+        }
         for error in exc.errors()
     ]
     summary = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in field_errors)
+    logger.info("answered 422 VALIDATION_ERROR: %s", summary[:500])
     return error_response(
         422, "VALIDATION_ERROR", summary or "Invalid request.", extra={"errors": field_errors}
     )
 
 
-async def handle_http_exception(_request: Request, exc: Exception) -> JSONResponse:
+def _allowed_methods(request: Request) -> str:
+    """Every method the OpenAPI lists for this path. Starlette's 405 names only the first
+    route's methods, and GET and POST on one path are two routes here."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, request.url.path):
+            methods |= {method.upper() for method in operations}
+    return ", ".join(sorted(methods))
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = CODE_BY_STATUS.get(exc.status_code, "HTTP_ERROR")
-    headers = dict(exc.headers) if exc.headers else None
-    return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request) or headers.get("Allow", "")
+    return error_response(exc.status_code, code, printable(exc.detail), headers=headers or None)
 
 
-async def handle_unexpected(_request: Request, exc: Exception) -> JSONResponse:
-    logger.error("unhandled error", exc_info=exc)
-    return error_response(500, "INTERNAL_ERROR", "The gateway failed unexpectedly.")
+async def handle_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    # Runs in Starlette's ServerErrorMiddleware, outside RequestIdMiddleware: the context
+    # variable is already reset, the scope still holds the id. Starlette logs the traceback
+    # once when it re-raises, so we log one line here.
+    request_id = request.scope.get(REQUEST_ID_SCOPE_KEY, request_id_var.get())
+    logger.error("[%s] unhandled %s: %s", request_id, type(exc).__name__, printable(exc))
+    return error_response(
+        500,
+        "INTERNAL_ERROR",
+        "The gateway failed unexpectedly.",
+        headers={"X-Request-ID": request_id},
+        request_id=request_id,
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

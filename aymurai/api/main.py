@@ -1,9 +1,10 @@
 """The ASGI application: `create_app(settings)` and the lazily built `app` for uvicorn.
 
 The lifespan owns everything with a lifetime: it migrates the database to head (unless
-TRANSCRIBE_MIGRATE_ON_START is off), creates the engine and the store, opens the task group
-transcription jobs run in, starts the drain at SIGTERM (see `api/signals.py`), and on shutdown
-drains the jobs and disposes of the engine.
+TRANSCRIBE_MIGRATE_ON_START is off), creates the engine and the store, takes the spool folder
+(removing uploads orphaned by a killed gateway), opens the task group transcription jobs run in,
+starts the drain at SIGTERM (see `api/signals.py`), and on shutdown drains the jobs and disposes
+of the engine.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -18,7 +20,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from aymurai import __version__
-from aymurai.api.errors import install_error_handlers
+from aymurai.api.errors import DEFAULT_ERROR_RESPONSES, install_error_handlers
 from aymurai.api.middleware import RequestIdMiddleware
 from aymurai.api.routes import health, metrics, transcription, validation, web
 from aymurai.api.signals import drain_on_signals
@@ -28,6 +30,7 @@ from aymurai.logs import configure_logging
 from aymurai.metrics import GatewayMetrics
 from aymurai.settings import Settings, get_settings
 from aymurai.transcription.service import TranscriptionService
+from aymurai.transcription.spool import Spool
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings.sqlalchemy_database_uri)
         store = TranscriptStore(engine, max_threads=settings.db_max_threads, schema_current=migrate)
         grace = settings.transcribe_shutdown_grace_seconds
+        spool = Spool(
+            settings.transcribe_spool_dir,
+            min_free_bytes=settings.transcribe_spool_min_free_bytes,
+            max_uploads=settings.transcribe_max_concurrent_uploads,
+        )
+        await anyio.to_thread.run_sync(spool.open)
+        # Uploads orphaned by a killed gateway (ours or another's sharing the folder). `keep`
+        # is the seam for spooled files that jobs surviving a restart still need.
+        await anyio.to_thread.run_sync(partial(spool.remove_orphans, keep=frozenset()))
+        app.state.spool = spool
         try:
             async with anyio.create_task_group() as jobs_group:
                 service = TranscriptionService(settings, store, jobs_group, gateway_metrics)
@@ -59,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await service.shutdown(grace)
                     jobs_group.cancel_scope.cancel()
         finally:
+            spool.close()
             engine.dispose()
 
     app = FastAPI(
@@ -69,11 +83,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
-    app.include_router(transcription.router)
-    app.include_router(validation.router)
-    app.include_router(health.router)
-    app.include_router(metrics.router)
-    app.include_router(web.router)
+    for router in (
+        transcription.router,
+        validation.router,
+        health.router,
+        metrics.router,
+        web.router,
+    ):
+        app.include_router(router, responses=DEFAULT_ERROR_RESPONSES)
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

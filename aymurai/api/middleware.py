@@ -37,6 +37,8 @@ class RequestIdMiddleware:
                 client_value = value.decode("latin-1")
                 break
         request_id = pick_request_id(client_value)
+        # For the 500 handler, which Starlette runs outside this middleware (api/errors.py).
+        scope["aymurai.request_id"] = request_id
         token = request_id_var.set(request_id)
 
         async def send_with_id(message: Message) -> None:

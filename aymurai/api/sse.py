@@ -11,6 +11,7 @@ See docs/architecture.md.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 
@@ -18,6 +19,7 @@ import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from aymurai.errors import DocumentUnreadableError, InternalError
 from aymurai.logs import request_id_var
 from aymurai.transcription.jobs import (
     Done,
@@ -29,6 +31,8 @@ from aymurai.transcription.jobs import (
     Upstream,
 )
 from aymurai.transcription.schemas import ASRDocument
+
+logger = logging.getLogger(__name__)
 
 KEEPALIVE_FRAME = b": keepalive\n\n"
 
@@ -45,6 +49,16 @@ def error_data(code: str, detail: str) -> str:
 
 
 def encode_update(update: JobUpdate, event_id: int) -> bytes:
+    """One frame for `update`; a document that cannot be encoded becomes an `error` frame."""
+    try:
+        return _encode_update(update, event_id)
+    except ValueError as exc:  # UnicodeEncodeError, pydantic's serialisation errors
+        logger.error("cannot encode a %s event: %s", type(update).__name__, exc)
+        error = DocumentUnreadableError()
+        return encode_event("error", error_data(error.code, error.detail), event_id)
+
+
+def _encode_update(update: JobUpdate, event_id: int) -> bytes:
     if isinstance(update, Transcribing):
         return encode_event("transcription", update.document.model_dump_json(), event_id)
     if isinstance(update, Queued):
@@ -81,7 +95,7 @@ async def frames_from_updates(
 
 
 async def single_done_frame(document: ASRDocument) -> AsyncIterator[bytes]:
-    yield encode_event("done", document.model_dump_json(), 1)
+    yield encode_update(Done(document), 1)
 
 
 class EventStreamResponse(Response):
@@ -107,8 +121,16 @@ class EventStreamResponse(Response):
                 group.cancel_scope.cancel()
 
             group.start_soon(cancel_on_disconnect)
-            async with aclosing(self._frames) as frames:  # type: ignore[type-var]
-                async for frame in frames:
-                    await send({"type": "http.response.body", "body": frame, "more_body": True})
+            try:
+                async with aclosing(self._frames) as frames:  # type: ignore[type-var]
+                    async for frame in frames:
+                        await send({"type": "http.response.body", "body": frame, "more_body": True})
+            except Exception:
+                # A bug must not end a stream silently: the client gets a last `error` frame.
+                logger.exception("the event stream failed")
+                error = InternalError("The gateway failed unexpectedly.")
+                data = error_data(error.code, error.detail)
+                last = f"event: error\ndata: {data}\n\n".encode()
+                await send({"type": "http.response.body", "body": last, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             group.cancel_scope.cancel()

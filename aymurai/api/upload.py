@@ -5,30 +5,76 @@ spooled to a temporary file in ~1 MiB batches, and the document id is hashed inc
 same batches. Writing and hashing run in worker threads. The size limit is enforced while
 receiving: we stop reading as soon as it is exceeded (or at once from Content-Length). On every
 failure path the temporary file is removed before the error propagates.
+
+Every byte comes from an untrusted client (issue 8):
+* a body the multipart parser rejects (a part header without a colon, more than 8 part headers,
+  one over ~4 kB, a boundary that never appears, a body cut short) is a 400 MALFORMED_REQUEST;
+* the upload must keep a minimum average rate once a grace period is over: the next chunk must
+  arrive before ``start + max(grace, received / min_rate)``. One rule stops both a silent client
+  and a 1 byte/s trickle (a per-read timeout cannot stop the trickle) → 408 UPLOAD_TIMEOUT;
+* uploads in progress are capped (503 TOO_MANY_UPLOADS), and a spool folder that is missing or
+  full is a 503 SPOOL_UNAVAILABLE, never a 500;
+* a client that goes away mid-upload raises `ClientDisconnectedError`, logged in one INFO line.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
-import tempfile
+import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
 import anyio
-from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.requests import Request
+from python_multipart.exceptions import FormParserError
+from python_multipart.multipart import MultipartParser, MultipartState, parse_options_header
+from starlette.requests import ClientDisconnect, Request
 
-from aymurai.errors import EmptyUploadError, MissingFileError, UploadTooLargeError
+from aymurai.errors import (
+    ClientDisconnectedError,
+    EmptyUploadError,
+    MalformedRequestError,
+    MissingFileError,
+    SpoolUnavailableError,
+    UploadTimeoutError,
+    UploadTooLargeError,
+)
+from aymurai.settings import Settings
 from aymurai.transcription.identity import DocumentHasher
+from aymurai.transcription.spool import Spool
 
 logger = logging.getLogger(__name__)
 
 FLUSH_BYTES = 1024 * 1024
 # Multipart framing (boundaries, part headers) on top of the file itself.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class UploadLimits:
+    """How much, and how slowly, a client may upload.
+
+    Attributes:
+        max_bytes: the largest file accepted.
+        min_bytes_per_second: the slowest average rate accepted once `grace_seconds` are over.
+        grace_seconds: time an upload may take whatever its rate (slow starts, small files).
+    """
+
+    max_bytes: int
+    min_bytes_per_second: float
+    grace_seconds: float
+
+
+def upload_limits(settings: Settings) -> UploadLimits:
+    return UploadLimits(
+        max_bytes=settings.transcribe_max_upload_bytes,
+        min_bytes_per_second=settings.transcribe_upload_min_bytes_per_second,
+        grace_seconds=settings.transcribe_upload_grace_seconds,
+    )
 
 
 @dataclass(frozen=True)
@@ -97,19 +143,30 @@ class _FilePartCollector:
 
 
 def _write_batch(file: IO[bytes], hasher: DocumentHasher, batch: bytes) -> None:
-    file.write(batch)
+    try:
+        file.write(batch)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO):
+            logger.error("cannot write a spooled upload: %s", exc)
+            raise SpoolUnavailableError() from exc
+        raise
     hasher.update(batch)
 
 
 async def receive_audio_upload(
-    request: Request, *, max_bytes: int, spool_dir: str | None, field_name: str = "file"
+    request: Request, *, limits: UploadLimits, spool: Spool, field_name: str = "file"
 ) -> SpooledUpload:
-    """Spool the multipart `file` field of `request` to a temporary file.
+    """Spool the multipart `file` field of `request` to a new file in `spool`.
 
     Raises:
-        UploadTooLargeError: the file (or the declared body) exceeds `max_bytes`.
+        UploadTooLargeError: the file (or the declared body) exceeds `limits.max_bytes`.
         MissingFileError: not a multipart body, or no `file` field.
+        MalformedRequestError: the multipart body cannot be parsed.
         EmptyUploadError: the file has no bytes.
+        UploadTimeoutError: the upload came slower than `limits` allow.
+        TooManyUploadsError: too many uploads are in progress.
+        SpoolUnavailableError: the spool folder is missing, full or unwritable.
+        ClientDisconnectedError: the client went away mid-upload.
     """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
@@ -117,36 +174,93 @@ async def receive_audio_upload(
         raise MissingFileError("Send the audio as multipart/form-data with a 'file' field.")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit():
-        if int(declared) > max_bytes + MULTIPART_OVERHEAD_BYTES:
-            raise UploadTooLargeError(max_bytes)
+        if int(declared) > limits.max_bytes + MULTIPART_OVERHEAD_BYTES:
+            raise UploadTooLargeError(limits.max_bytes)
+    with spool.reserve_upload():
+        return await _spool_body(request, boundary, limits, spool, field_name)
 
-    collector = _FilePartCollector(field_name)
-    parser = MultipartParser(
-        boundary,
-        callbacks={
-            "on_part_begin": collector.on_part_begin,
-            "on_header_field": collector.on_header_field,
-            "on_header_value": collector.on_header_value,
-            "on_header_end": collector.on_header_end,
-            "on_headers_finished": collector.on_headers_finished,
-            "on_part_data": collector.on_part_data,
-            "on_part_end": collector.on_part_end,
-        },
-    )
-    hasher = DocumentHasher()
-    fd, name = tempfile.mkstemp(prefix="aymurai-upload-", suffix=".audio", dir=spool_dir)
-    path = Path(name)
-    file = os.fdopen(fd, "wb")
+
+async def iter_body_at_min_rate(request: Request, limits: UploadLimits) -> AsyncIterator[bytes]:
+    """The body's chunks, ending in UploadTimeoutError when the rate rule is broken.
+
+    After `limits.grace_seconds` the average rate since the first byte must stay at or above
+    `limits.min_bytes_per_second`, so the next chunk must arrive before
+    ``start + max(grace, received / min_rate)``.
+
+    Raises:
+        UploadTimeoutError: the next chunk did not arrive in time.
+        ClientDisconnect: the client went away (Starlette's, left to the caller).
+    """
+    started = time.monotonic()
+    received = 0
+    chunks = request.stream().__aiter__()
+    while True:
+        deadline = started + max(limits.grace_seconds, received / limits.min_bytes_per_second)
+        with anyio.move_on_after(deadline - time.monotonic()) as timer:
+            try:
+                chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                return
+        if timer.cancelled_caught:
+            raise UploadTimeoutError(
+                f"The body came slower than {limits.min_bytes_per_second:g} bytes/s "
+                f"({received} bytes in {time.monotonic() - started:.0f} s)."
+            )
+        received += len(chunk)
+        yield chunk
+
+
+def _make_parser(boundary: bytes, collector: _FilePartCollector) -> MultipartParser:
     try:
-        async for chunk in request.stream():
-            parser.write(chunk)
-            if collector.received > max_bytes:
-                raise UploadTooLargeError(max_bytes)
+        return MultipartParser(
+            boundary,
+            callbacks={
+                "on_part_begin": collector.on_part_begin,
+                "on_header_field": collector.on_header_field,
+                "on_header_value": collector.on_header_value,
+                "on_header_end": collector.on_header_end,
+                "on_headers_finished": collector.on_headers_finished,
+                "on_part_data": collector.on_part_data,
+                "on_part_end": collector.on_part_end,
+            },
+        )
+    except FormParserError as exc:  # e.g. a boundary over 70 characters
+        raise MalformedRequestError(f"Invalid multipart boundary: {exc}") from exc
+
+
+async def _spool_body(
+    request: Request,
+    boundary: bytes,
+    limits: UploadLimits,
+    spool: Spool,
+    field_name: str,
+) -> SpooledUpload:
+    collector = _FilePartCollector(field_name)
+    parser = _make_parser(boundary, collector)
+    hasher = DocumentHasher()
+    fd, path = spool.create_file()
+    file = os.fdopen(fd, "wb")
+    body_bytes = 0
+    try:
+        async for chunk in iter_body_at_min_rate(request, limits):
+            body_bytes += len(chunk)
+            try:
+                parser.write(chunk)
+            except FormParserError as exc:
+                raise MalformedRequestError(f"Invalid multipart body: {exc}") from exc
+            if collector.received > limits.max_bytes:
+                raise UploadTooLargeError(limits.max_bytes)
             if len(collector.pending) >= FLUSH_BYTES:
                 batch = bytes(collector.pending)
                 collector.pending.clear()
                 await anyio.to_thread.run_sync(_write_batch, file, hasher, batch)
         parser.finalize()
+        if parser.state != MultipartState.END and not collector.found:
+            # No part ever began: the boundary of the Content-Type is not the body's. (A body
+            # cut short inside the file part keeps what arrived, as it always did.)
+            raise MalformedRequestError(
+                "Invalid multipart body: the boundary of the Content-Type never appears."
+            )
         batch = bytes(collector.pending)
         collector.pending.clear()
         await anyio.to_thread.run_sync(_write_batch, file, hasher, batch)
@@ -155,9 +269,13 @@ async def receive_audio_upload(
             raise MissingFileError()
         if collector.received == 0:
             raise EmptyUploadError()
+    except ClientDisconnect as exc:
+        _discard(file, path)
+        raise ClientDisconnectedError(
+            f"The client disconnected after {body_bytes} bytes of its upload."
+        ) from exc
     except BaseException:
-        file.close()
-        os.unlink(path)  # a local unlink is quick; no thread hop on the error path
+        _discard(file, path)
         raise
     return SpooledUpload(
         path=path,
@@ -165,3 +283,12 @@ async def receive_audio_upload(
         size_bytes=collector.received,
         document_id=hasher.document_id(),
     )
+
+
+def _discard(file: IO[bytes], path: Path) -> None:
+    try:
+        file.close()
+    except OSError:
+        pass  # a full disk can fail the final flush too; the file goes anyway
+    # A local unlink is quick; no thread hop on the error path.
+    path.unlink(missing_ok=True)

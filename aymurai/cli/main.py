@@ -40,9 +40,10 @@ exit codes:
   1    the gateway failed (INTERNAL_ERROR) or answered off-contract (BAD_RESPONSE)
   2    bad command line
   3    the input cannot be read or the output cannot be written (FILE_ERROR)
-  4    the gateway rejected the upload (EMPTY_UPLOAD, UPLOAD_TOO_LARGE, INVALID_AUDIO,
-       VALIDATION_ERROR, any other HTTP 4xx)
-  5    the gateway is busy; retry later (QUEUE_FULL, SHUTTING_DOWN)
+  4    the gateway rejected the upload (EMPTY_UPLOAD, UPLOAD_TOO_LARGE, AUDIO_TOO_LONG,
+       INVALID_AUDIO, MALFORMED_REQUEST, UPLOAD_TIMEOUT, VALIDATION_ERROR, any other HTTP 4xx)
+  5    the gateway is busy; retry later (QUEUE_FULL, TOO_MANY_UPLOADS, SPOOL_UNAVAILABLE,
+       SHUTTING_DOWN)
   6    the speech recognizer failed (UPSTREAM_UNAVAILABLE, UPSTREAM_SERVICE_ERROR,
        UPSTREAM_PROTOCOL_ERROR, UPSTREAM_TIMEOUT)
   7    the gateway cannot be reached or the connection broke (CONNECTION_FAILED,
@@ -56,9 +57,14 @@ The gateway URL may also be set with the AYMURAI_URL environment variable.
 _EXIT_BY_CODE = {
     "EMPTY_UPLOAD": EXIT_REJECTED,
     "UPLOAD_TOO_LARGE": EXIT_REJECTED,
+    "AUDIO_TOO_LONG": EXIT_REJECTED,
     "INVALID_AUDIO": EXIT_REJECTED,
+    "MALFORMED_REQUEST": EXIT_REJECTED,
+    "UPLOAD_TIMEOUT": EXIT_REJECTED,
     "VALIDATION_ERROR": EXIT_REJECTED,
     "QUEUE_FULL": EXIT_BUSY,
+    "TOO_MANY_UPLOADS": EXIT_BUSY,
+    "SPOOL_UNAVAILABLE": EXIT_BUSY,
     "SHUTTING_DOWN": EXIT_BUSY,
     "UPSTREAM_UNAVAILABLE": EXIT_TRANSCRIPTION,
     "UPSTREAM_SERVICE_ERROR": EXIT_TRANSCRIPTION,

@@ -18,6 +18,8 @@ schema at head and does nothing, instead of racing for `alembic_version`.
 from __future__ import annotations
 
 import fcntl
+import logging
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,9 +32,26 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
+logger = logging.getLogger(__name__)
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Any constant works; it only has to be the same in every replica (pg_advisory_xact_lock(bigint)).
 MIGRATION_LOCK_KEY = 0x61796D75_72616901  # "aymurai" + 1
+
+
+def sqlite_file(database: str | None) -> Path | None:
+    """The file of a SQLite database name, or None for an in-memory one.
+
+    A URI filename (``sqlite:///file:/data/x.db?mode=ro&uri=true``, how a database is opened
+    read-only) names ``/data/x.db``, not a folder called ``file:``.
+    """
+    if not database or database == ":memory:":
+        return None
+    if database.startswith("file:"):
+        database = database.removeprefix("file:").split("?", 1)[0]
+        if not database or database == ":memory:" or "mode=memory" in database:
+            return None
+    return Path(database)
 
 
 def make_engine(database_uri: str) -> Engine:
@@ -41,8 +60,9 @@ def make_engine(database_uri: str) -> Engine:
     if url.get_backend_name() == "sqlite":
         # Worker threads share the engine's pool; SQLite's own check would reject that.
         connect_args["check_same_thread"] = False
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        path = sqlite_file(url.database)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
     if url.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _tune_sqlite)
@@ -53,8 +73,13 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers proceed during a write; busy_timeout turns lock contention between
     # concurrent uploads into a short wait instead of "database is locked".
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=5000")
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError as exc:
+        # A read-only or immutable file cannot switch journal mode. Serving reads still works;
+        # `/readyz` reports that writes fail (issue 8), rather than the gateway not starting.
+        logger.warning("SQLite database is not writable: %s", exc)
     cursor.close()
 
 
@@ -99,10 +124,10 @@ def hold_migration_lock(connection: Connection) -> Iterator[None]:
             connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY})
             connection.commit()
         return
-    database = connection.engine.url.database
-    if backend != "sqlite" or not database or database == ":memory:":
+    path = sqlite_file(connection.engine.url.database)
+    if backend != "sqlite" or path is None:
         yield
         return
-    with Path(f"{database}.migrate-lock").open("a") as lock_file:
+    with Path(f"{path}.migrate-lock").open("a") as lock_file:
         fcntl.flock(lock_file, fcntl.LOCK_EX)  # released when the file closes, or the process dies
         yield

@@ -102,3 +102,17 @@ class TranscriptStore:
     async def ping(self) -> None:
         """Raise if the database does not answer a trivial query."""
         await self._run(lambda s: s.execute(text("SELECT 1")))
+
+    async def ping_write(self) -> None:
+        """Raise if the database refuses writes (a read-only or immutable SQLite file, a
+        read-only PostgreSQL replica), without changing anything.
+
+        The UPDATE matches no row, but it still opens a write transaction, which is what a
+        read-only database refuses; it is rolled back.
+        """
+
+        def probe(session: Session) -> None:
+            session.execute(text("UPDATE audio_transcription SET name = name WHERE 1 = 0"))
+            session.rollback()
+
+        await self._run(probe)

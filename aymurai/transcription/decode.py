@@ -18,6 +18,19 @@ because PyAV alone meets the speed and memory targets (docs/decoding.md has the 
 path means one set of edge cases. We decode from the spooled file, never from a pipe: MP4/M4A with
 the ``moov`` atom at the end needs to seek, and FFmpeg reading a pipe yields no samples for it.
 
+Only real audio containers are opened, and only the spooled file itself (issue 8): we pick the
+demuxer from the file's magic bytes (`ALLOWED_DEMUXERS`) and force it, and FFmpeg is told to
+refuse any other demuxer (``format_whitelist``) and any protocol but ``file``
+(``protocol_whitelist``), with the path given as a ``file:`` URL. We never let FFmpeg guess the
+format: its probe happily picks ``concat``, ``hls`` or ``image2`` for a crafted upload, and those
+open other files or URLs.
+None of the allowed demuxers follows references to other files (MP4 data references stay off:
+``enable_drefs`` defaults to 0).
+
+The audio length is bounded (`max_seconds`): by the probe, which reads the header (or demuxes the
+timestamps, stopping as soon as the limit is passed), and again while decoding, since a header can
+lie (a 72 kB FLAC can hold 10 h of silence).
+
 Where FFmpeg leaves encoder padding behind we trim it (see `_sample_limit`): AAC in MP4 ends with
 up to one frame of padding that FFmpeg does not cut although the edit list says where the audio
 ends. Priming at the start (AAC edit lists, the LAME tag of MP3, Opus pre-skip) FFmpeg already
@@ -39,9 +52,16 @@ import numpy as np
 import numpy.typing as npt
 import soxr
 
-from aymurai.errors import InvalidAudioError
+from aymurai.errors import AudioTooLongError, InvalidAudioError
 
-__all__ = ["TARGET_SAMPLE_RATE", "AudioInfo", "iter_pcm_chunks", "probe_audio"]
+__all__ = [
+    "ALLOWED_DEMUXERS",
+    "TARGET_SAMPLE_RATE",
+    "AudioInfo",
+    "iter_pcm_chunks",
+    "probe_audio",
+    "sniff_demuxer",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +69,22 @@ TARGET_SAMPLE_RATE = 16000
 """The rate WhisperLiveKit expects in --pcm-input mode."""
 
 _SAMPLE_WIDTH_BYTES = 2
+
+ALLOWED_DEMUXERS = ("wav", "flac", "ogg", "mp3", "aac", "mov", "matroska", "aiff", "asf")
+"""FFmpeg demuxers we open: self-contained audio/video containers that never open another file.
+
+WAV, FLAC, Ogg, MP3, ADTS AAC, MP4/M4A/MOV and Matroska/WebM are what recorders, phones and
+browsers write; AIFF is what Apple tools export; ASF holds the WMA files Windows dictation
+recorders still produce. Everything else (playlists, scripts, image sequences, raw formats) is
+refused before FFmpeg reads past the first bytes.
+"""
+_FORMAT_WHITELIST = ",".join(ALLOWED_DEMUXERS)
+# Forced by their full FFmpeg names, so `container.format.name` reads as when FFmpeg probed.
+_MOV = "mov,mp4,m4a,3gp,3g2,mj2"
+_MATROSKA = "matroska,webm"
+_ASF_GUID = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+_MOV_ATOMS = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot")
+_SNIFF_BYTES = 16
 # The WAV demuxer reads 4096-byte packets by default (23 ms of 44.1 kHz stereo): per-packet Python
 # overhead then dominates. 256 KiB packets cut it by 64x and still bound memory. The header holds
 # every stream parameter, so stream probing is cut to the minimum: with the default 5 MB probe,
@@ -94,7 +130,7 @@ class AudioInfo:
     sample_rate: int
 
 
-def probe_audio(path: Path) -> AudioInfo:
+def probe_audio(path: Path, *, max_seconds: float | None = None) -> AudioInfo:
     """Describe the audio in `path` and check that it decodes, without decoding all of it.
 
     The duration comes from the container when it knows it (WAV, FLAC, Ogg, MP3 with a Xing/LAME
@@ -104,10 +140,12 @@ def probe_audio(path: Path) -> AudioInfo:
 
     Args:
         path: a seekable regular file.
+        max_seconds: the longest audio accepted; None for no limit.
 
     Raises:
-        InvalidAudioError: not a media file, no audio stream, the first packets do not decode,
-            or the stream has no samples.
+        InvalidAudioError: not an allowed container, no audio stream, the first packets do not
+            decode, or the stream has no samples.
+        AudioTooLongError: the audio is longer than `max_seconds`.
     """
     with _open_input(path) as container:
         stream = _select_audio_stream(container)
@@ -118,14 +156,20 @@ def probe_audio(path: Path) -> AudioInfo:
         sample_rate = stream.codec_context.sample_rate
         duration = _header_duration_seconds(container, stream, path)
     if duration is None:
-        duration = _demuxed_duration_seconds(path)
+        duration = _demuxed_duration_seconds(path, max_seconds=max_seconds)
     if duration <= 0:
         raise InvalidAudioError("audio stream has no samples")
+    if max_seconds is not None and duration > max_seconds:
+        raise AudioTooLongError(max_seconds)
     return AudioInfo(format_name, codec, duration, channels, sample_rate)
 
 
 def iter_pcm_chunks(
-    path: Path, *, chunk_seconds: float = 1.0, start_seconds: float = 0.0
+    path: Path,
+    *,
+    chunk_seconds: float = 1.0,
+    max_seconds: float | None = None,
+    start_seconds: float = 0.0,
 ) -> Generator[bytes, None, None]:
     """Decode `path` to 16 kHz mono s16le PCM, yielding fixed-size chunks.
 
@@ -136,6 +180,8 @@ def iter_pcm_chunks(
         path: a seekable regular file (not a pipe: see the module docstring).
         chunk_seconds: chunk length in seconds of output audio; every chunk but the last is
             exactly ``round(chunk_seconds * 16000) * 2`` bytes.
+        max_seconds: the longest audio decoded; None for no limit. Checked on the decoded
+            samples, whatever the header said (the probe already checked the header).
         start_seconds: output starts at this position (a resumed transcription's seek point),
             exact to the sample: see `_skip_samples`. Past the end, nothing is yielded.
 
@@ -143,17 +189,33 @@ def iter_pcm_chunks(
         ValueError: `chunk_seconds` is too small for one sample.
         InvalidAudioError: the file cannot be opened as audio, it has no samples, or decoding
             fails mid-stream (after the chunks decoded so far were yielded).
+        AudioTooLongError: more than `max_seconds` of audio decoded (after the chunks up to
+            the limit were yielded).
     """
     chunk_bytes = round(chunk_seconds * TARGET_SAMPLE_RATE) * _SAMPLE_WIDTH_BYTES
     if chunk_bytes <= 0:
         raise ValueError(f"chunk_seconds={chunk_seconds} is shorter than one sample")
+    # The probe's length matches the decoded one within ~10 ms (codec padding): allow 1 s of slack
+    # so a file just under the limit is never cut at the end.
+    max_bytes = (
+        None
+        if max_seconds is None
+        else math.ceil((max_seconds + 1.0) * TARGET_SAMPLE_RATE) * _SAMPLE_WIDTH_BYTES
+    )
     pending = bytearray()
     emitted = False
     with _open_input(path) as container:
         stream = _select_audio_stream(container)
         start_sample = round(max(0.0, start_seconds) * TARGET_SAMPLE_RATE)
+        # The limit is on the position in the file, not on what is sent after a seek point.
+        decoded_bytes = start_sample * _SAMPLE_WIDTH_BYTES
         for block in _skip_samples(_iter_resampled(container, stream), start_sample):
-            pending += _to_s16le(block)
+            pcm = _to_s16le(block)
+            decoded_bytes += len(pcm)
+            if max_bytes is not None and decoded_bytes > max_bytes:
+                assert max_seconds is not None
+                raise AudioTooLongError(max_seconds)
+            pending += pcm
             while len(pending) >= chunk_bytes:
                 emitted = True
                 yield bytes(pending[:chunk_bytes])
@@ -180,20 +242,71 @@ def _skip_samples(blocks: Iterator[FloatArray], count: int) -> Iterator[FloatArr
         count = 0
 
 
+def sniff_demuxer(path: Path) -> str | None:
+    """The allowed FFmpeg demuxer for `path` from its first bytes, or None if none fits.
+
+    A leading ID3v2 tag is skipped (MP3, AAC and FLAC files may carry one; FFmpeg skips it for
+    every demuxer before reading the header).
+    """
+    with path.open("rb") as file:
+        head = file.read(_SNIFF_BYTES)
+        if head[:3] == b"ID3" and len(head) >= 10:
+            # ID3v2 size is a 28-bit "syncsafe" integer after the 10-byte header (+10 if a footer).
+            size = head[6] << 21 | head[7] << 14 | head[8] << 7 | head[9]
+            file.seek(10 + size + (10 if head[5] & 0x10 else 0))
+            head = file.read(_SNIFF_BYTES)
+    return _demuxer_for_head(head)
+
+
+def _demuxer_for_head(head: bytes) -> str | None:
+    if head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE":
+        return "wav"
+    if head[:4] == b"fLaC":
+        return "flac"
+    if head[:4] == b"OggS":
+        return "ogg"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return _MATROSKA
+    if head[4:8] in _MOV_ATOMS:
+        return _MOV
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "aiff"
+    if head[:16] == _ASF_GUID:
+        return "asf"
+    if len(head) >= 2 and head[0] == 0xFF:
+        if head[1] & 0xF6 == 0xF0:  # 12-bit sync, layer 00: ADTS AAC
+            return "aac"
+        if head[1] & 0xE0 == 0xE0 and head[1] & 0x06:  # 11-bit sync, layer I-III: MPEG audio
+            return "mp3"
+    return None
+
+
 def _open_input(path: Path) -> av.container.InputContainer:
-    options = _WAV_OPTIONS if _is_wav(path) else {}
+    demuxer = sniff_demuxer(path)
+    if demuxer is None:
+        raise InvalidAudioError(
+            "not an audio file of an accepted container: send WAV, FLAC, Ogg, MP3, AAC, "
+            "MP4/M4A, WebM/Matroska, AIFF or WMA"
+        )
+    options = {"protocol_whitelist": "file", "format_whitelist": _FORMAT_WHITELIST}
+    if demuxer == "wav":
+        options.update(_WAV_OPTIONS)
+    elif demuxer == _MOV:
+        # Already FFmpeg's defaults; spelled out because these are what would let an MP4 point
+        # at other files (data references, absolute paths in them).
+        options.update(enable_drefs="0", use_absolute_path="0")
     try:
-        return av.open(str(path), mode="r", options=options, metadata_errors="ignore")
+        return av.open(
+            f"file:{path}",
+            mode="r",
+            format=demuxer,
+            options=options,
+            metadata_errors="ignore",
+        )
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise  # our own spooling went wrong: a bug, not the user's audio
     except av.FFmpegError as exc:
         raise InvalidAudioError("not an audio file") from exc
-
-
-def _is_wav(path: Path) -> bool:
-    with path.open("rb") as file:
-        head = file.read(12)
-    return head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] == b"WAVE"
 
 
 def _select_audio_stream(container: av.container.InputContainer) -> av.AudioStream:
@@ -248,8 +361,11 @@ def _has_mp3_length_header(path: Path) -> bool:
     return any(tag in first_frame for tag in (b"Xing", b"Info", b"VBRI"))
 
 
-def _demuxed_duration_seconds(path: Path) -> float:
-    """End of the last packet minus the start of the first, from timestamps alone (no decoding)."""
+def _demuxed_duration_seconds(path: Path, *, max_seconds: float | None) -> float:
+    """End of the last packet minus the start of the first, from timestamps alone (no decoding).
+
+    Stops as soon as the length passes `max_seconds` (the caller refuses it then).
+    """
     start: float | None = None
     end = 0.0
     with _open_input(path) as container:
@@ -262,6 +378,8 @@ def _demuxed_duration_seconds(path: Path) -> float:
                 # Negative timestamps mark pre-skip (Opus) that the decoder drops.
                 start = max(0.0, pts) if start is None else start
                 end = max(end, pts + float((packet.duration or 0) * packet.time_base))
+                if max_seconds is not None and end - start > max_seconds:
+                    break
         except av.FFmpegError as exc:
             raise InvalidAudioError("truncated or corrupt audio") from exc
     return end - (start or 0.0)

@@ -85,6 +85,7 @@ class PipelineOptions:
     session: SessionOptions
     chunk_seconds: float = 1.0
     resume: ResumeOptions = field(default_factory=ResumeOptions)
+    max_audio_seconds: float | None = None
 
 
 def is_resumable(exc: BaseException) -> bool:
@@ -102,10 +103,16 @@ async def pump_pcm(
     *,
     chunk_seconds: float,
     limiter: anyio.CapacityLimiter,
+    max_seconds: float | None = None,
     start_seconds: float = 0.0,
 ) -> None:
-    """Decode `path` from `start_seconds` chunk by chunk in worker threads, sending downstream."""
-    chunks = iter_pcm_chunks(path, chunk_seconds=chunk_seconds, start_seconds=start_seconds)
+    """Decode `path` from `start_seconds` chunk by chunk in worker threads, sending downstream.
+
+    Past `max_seconds` of decoded audio it raises AudioTooLongError (the header may have lied).
+    """
+    chunks = iter_pcm_chunks(
+        path, chunk_seconds=chunk_seconds, max_seconds=max_seconds, start_seconds=start_seconds
+    )
     try:
         async with outbound:
             while True:
@@ -254,6 +261,7 @@ async def run_transcription(
                         audio_path,
                         send_pcm,
                         chunk_seconds=options.chunk_seconds,
+                        max_seconds=options.max_audio_seconds,
                         limiter=decode_limiter,
                         start_seconds=seek,
                     )

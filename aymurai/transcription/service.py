@@ -12,13 +12,20 @@ import logging
 import os
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 
 import anyio
 from anyio.abc import TaskGroup
+from pydantic import ValidationError
 
 from aymurai.db.store import StoredTranscription, TranscriptStore
-from aymurai.errors import GatewayError, NotFoundError, ShuttingDownError
+from aymurai.errors import (
+    DocumentUnreadableError,
+    GatewayError,
+    NotFoundError,
+    ShuttingDownError,
+)
 from aymurai.metrics import GatewayMetrics
 from aymurai.settings import Settings
 from aymurai.transcription.admission import AdmissionQueue, Ticket
@@ -61,6 +68,7 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
             overlap_seconds=settings.transcribe_ws_resume_overlap_seconds,
             timeout_seconds=settings.transcribe_ws_resume_timeout_seconds,
         ),
+        max_audio_seconds=settings.transcribe_max_audio_seconds,
     )
 
 
@@ -68,12 +76,18 @@ def document_from_stored(stored: StoredTranscription) -> ASRDocument:
     """The stored result as clients see it: the human validation if any, else the transcript."""
     paragraphs = stored.validation if stored.validation is not None else stored.transcription
     duration = stored.duration_seconds
-    return ASRDocument(
-        document_id=stored.document_id,
-        document=[ASRParagraph.model_validate(p) for p in paragraphs or []],
-        current_time=duration,
-        total_time=duration,
-    )
+    try:
+        return ASRDocument(
+            document_id=stored.document_id,
+            document=[ASRParagraph.model_validate(p) for p in paragraphs or []],
+            current_time=duration,
+            total_time=duration,
+        )
+    except ValidationError as exc:
+        # Written before validations were checked (issue 8), e.g. `end: Infinity` read back as
+        # null: answer with a code instead of failing every read of the document.
+        logger.error("stored document %s is unreadable: %s", stored.document_id, exc)
+        raise DocumentUnreadableError() from exc
 
 
 def _remove_quietly(path: Path) -> None:
@@ -160,8 +174,9 @@ class TranscriptionService:
         return document_from_stored(stored)
 
     async def probe(self, path: Path) -> AudioInfo:
-        """Probe an upload in a worker thread (raises InvalidAudioError)."""
-        return await anyio.to_thread.run_sync(probe_audio, path, limiter=self.decode_limiter)
+        """Probe an upload in a worker thread (raises InvalidAudioError, AudioTooLongError)."""
+        probe = partial(probe_audio, path, max_seconds=self.settings.transcribe_max_audio_seconds)
+        return await anyio.to_thread.run_sync(probe, limiter=self.decode_limiter)
 
     # --- jobs -----------------------------------------------------------------------------
     def start(

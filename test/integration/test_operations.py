@@ -201,7 +201,7 @@ async def test_readiness_flips_with_the_upstream(tmp_path: Path) -> None:
             assert ready.status_code == 200
             assert ready.json() == {
                 "status": "ready",
-                "checks": {"database": "ok", "upstream": "ok"},
+                "checks": {"database": "ok", "spool": "ok", "upstream": "ok"},
                 "upstreams": [
                     {
                         "name": simulator.url,

@@ -2,16 +2,17 @@
 
 `/healthz` answers 200 as long as the process serves HTTP: it checks nothing else, so a slow
 database or WLK never gets a healthy process restarted. `/readyz` says whether this instance
-should receive transcriptions: the database answers and is migrated, at least one WhisperLiveKit
-server is up (a cached probe, see `transcription/readiness.py`), and the process is not draining.
-It lists each server's state under `upstreams`.
+should receive transcriptions: the database answers, accepts writes and is migrated, the spool
+folder exists with room to spare, at least one WhisperLiveKit server is up (a cached probe, see
+`transcription/readiness.py`), and the process is not draining. It lists each server's state
+under `upstreams`.
 """
 
 from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from aymurai.api.deps import ServiceDep
@@ -42,15 +43,17 @@ async def healthz() -> dict[str, str]:
     "/readyz",
     responses={503: {"description": "A dependency failed; `checks` says which"}},
 )
-async def readyz(service: ServiceDep) -> JSONResponse:
-    """Readiness: 200 when the database and WhisperLiveKit answer, else 503 with the checks."""
+async def readyz(request: Request, service: ServiceDep) -> JSONResponse:
+    """Readiness: 200 when the database, spool folder and WhisperLiveKit are usable, else 503."""
     checks: dict[str, str] = {}
     try:
         await service.store.ping()
+        await service.store.ping_write()
         checks["database"] = OK
     except Exception as exc:  # any failure means "not ready", never a 500
         logger.warning("readiness: database check failed: %s", exc)
         checks["database"] = f"{getattr(exc, 'code', 'STORAGE_ERROR')}: {exc}"
+    checks["spool"] = request.app.state.spool.problem() or OK
     if not await _schema_is_current(service):
         checks["schema"] = (
             "MIGRATION_REQUIRED: the database is not at the newest migration; "

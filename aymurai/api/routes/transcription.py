@@ -8,14 +8,15 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from aymurai.api.deps import ServiceDep, SettingsDep
 from aymurai.api.errors import error_response, status_for_code
 from aymurai.api.sse import EventStreamResponse, frames_from_updates, single_done_frame
-from aymurai.api.upload import SpooledUpload, receive_audio_upload
-from aymurai.errors import GatewayError
+from aymurai.api.upload import SpooledUpload, receive_audio_upload, upload_limits
+from aymurai.errors import ClientDisconnectedError, GatewayError
 from aymurai.metrics import (
     OUTCOME_CACHE_HIT,
     OUTCOME_CLIENT_GONE,
@@ -63,20 +64,20 @@ UPLOAD_OPENAPI: dict[str, Any] = {
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": text, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
     for status, text in {
-        400: "Empty upload (EMPTY_UPLOAD)",
-        413: "Upload too large (UPLOAD_TOO_LARGE)",
-        415: "Not decodable audio (INVALID_AUDIO)",
+        400: "Empty upload (EMPTY_UPLOAD) or malformed multipart (MALFORMED_REQUEST)",
+        408: "Upload too slow (UPLOAD_TIMEOUT)",
+        413: "Upload too large (UPLOAD_TOO_LARGE) or audio too long (AUDIO_TOO_LONG)",
+        415: "Not an allowed audio container, or not decodable (INVALID_AUDIO)",
         422: "Malformed request (VALIDATION_ERROR)",
-        503: "Queue full (QUEUE_FULL) or shutting down (SHUTTING_DOWN)",
+        503: "Queue full (QUEUE_FULL), too many uploads (TOO_MANY_UPLOADS), spool folder "
+        "unusable (SPOOL_UNAVAILABLE) or shutting down (SHUTTING_DOWN)",
     }.items()
 }
 
 
 async def _receive(request: Request, settings: Settings) -> SpooledUpload:
     upload = await receive_audio_upload(
-        request,
-        max_bytes=settings.transcribe_max_upload_bytes,
-        spool_dir=settings.transcribe_spool_dir,
+        request, limits=upload_limits(settings), spool=request.app.state.spool
     )
     logger.info(
         "accepted upload %r (%d bytes) as document %s",
@@ -198,6 +199,26 @@ async def transcribe_stream(
     return EventStreamResponse(frames_from_updates(observed), headers=headers)
 
 
+async def _result_unless_client_leaves(
+    request: Request, job: TranscriptionJob
+) -> Done | Failed | None:
+    """The job's result, or None as soon as the client disconnects (issue 8: the blocking
+    endpoint used to hold its WLK session until the job ended)."""
+    result: Done | Failed | None = None
+    async with anyio.create_task_group() as group:
+
+        async def cancel_on_disconnect() -> None:
+            # The body is fully read: the next message is the disconnect.
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            group.cancel_scope.cancel()
+
+        group.start_soon(cancel_on_disconnect)
+        result = await job.wait_for_result()
+        group.cancel_scope.cancel()
+    return result
+
+
 @router.post(
     "/asr/transcribe",
     response_model=ASRDocument,
@@ -219,7 +240,14 @@ async def transcribe_blocking(
     )
     headers = {"X-Document-Id": str(upload.document_id)}
     if isinstance(outcome, TranscriptionJob):
-        result = await outcome.wait_for_result()
+        result = await _result_unless_client_leaves(request, outcome)
+        if result is None:
+            # Leaving the job cancelled it (last subscriber), as when a stream's client leaves.
+            metrics.count_request("blocking", OUTCOME_CLIENT_GONE)
+            logger.info("client gone; blocking transcription cancelled")
+            return error_response(
+                499, ClientDisconnectedError.code, ClientDisconnectedError.default_detail
+            )
         if isinstance(result, Failed):
             metrics.count_request("blocking", result.code)
             return error_response(

@@ -1,4 +1,8 @@
-"""Human validation of a transcript: read the current document, store a reviewed one."""
+"""Human validation of a transcript: read the current document, store a reviewed one.
+
+The body is capped and parsed off the event loop (`CappedJSONRoute`) and every paragraph is checked
+(`ValidatedParagraph`), so nothing stored here can make the document unservable later.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,11 @@ import uuid
 
 from fastapi import APIRouter
 
+from aymurai.api.body import CappedJSONRoute
 from aymurai.api.deps import ServiceDep
-from aymurai.transcription.schemas import ASRDocument, ValidatedParagraph
+from aymurai.transcription.schemas import ASRDocument, ValidatedDocument
 
-router = APIRouter(prefix="/asr/validation", tags=["validation"])
+router = APIRouter(prefix="/asr/validation", tags=["validation"], route_class=CappedJSONRoute)
 
 
 @router.get("/document/{document_id}", response_model=ASRDocument)
@@ -20,7 +25,7 @@ async def get_document(document_id: uuid.UUID, service: ServiceDep) -> ASRDocume
 
 @router.post("/document/{document_id}", response_model=ASRDocument)
 async def save_validation(
-    document_id: uuid.UUID, paragraphs: list[ValidatedParagraph], service: ServiceDep
+    document_id: uuid.UUID, paragraphs: ValidatedDocument, service: ServiceDep
 ) -> ASRDocument:
     """Store a human-reviewed transcript; re-transcribing never erases it."""
     return await service.save_validation(document_id, paragraphs)
