@@ -10,7 +10,10 @@
     ├── ClientDisconnectedError       CLIENT_DISCONNECTED the client left mid-request
     ├── InvalidAudioError             INVALID_AUDIO     not an allowed container, not decodable
     ├── MissingFileError              VALIDATION_ERROR  the multipart body has no `file` field
-    ├── NotFoundError                 NOT_FOUND         unknown document id
+    ├── NotFoundError                 NOT_FOUND         unknown document or transcription id
+    ├── AlreadyFinishedError          ALREADY_FINISHED  cancelling a transcription that has ended
+    ├── JobCancelledError             CANCELLED         the transcription was cancelled (DELETE)
+    ├── JobInterruptedError           INTERRUPTED       a restart found the job's audio gone
     ├── QueueFullError                QUEUE_FULL        admission queue is full
     ├── ShuttingDownError             SHUTTING_DOWN     the process is draining
     ├── TooManyUploadsError           TOO_MANY_UPLOADS  too many uploads in progress
@@ -101,6 +104,21 @@ class MissingFileError(GatewayError):
 class NotFoundError(GatewayError):
     code = "NOT_FOUND"
     default_detail = "No document with that id."
+
+
+class AlreadyFinishedError(GatewayError):
+    code = "ALREADY_FINISHED"
+    default_detail = "The transcription has already finished."
+
+
+class JobCancelledError(GatewayError):
+    code = "CANCELLED"
+    default_detail = "The transcription was cancelled."
+
+
+class JobInterruptedError(GatewayError):
+    code = "INTERRUPTED"
+    default_detail = "The gateway restarted and the uploaded audio of this transcription is gone."
 
 
 class QueueFullError(GatewayError):

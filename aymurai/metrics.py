@@ -52,6 +52,11 @@ class GatewayMetrics:
             "SSE transcription streams currently open to clients.",
             registry=registry,
         )
+        self.event_streams_active = Gauge(
+            "aymurai_sse_event_streams_active",
+            "GET /asr/transcriptions/{id}/events streams currently open to clients.",
+            registry=registry,
+        )
         self.requests_queued = Gauge(
             "aymurai_requests_queued",
             "Transcriptions waiting in the admission queue for an upstream session.",
@@ -65,7 +70,8 @@ class GatewayMetrics:
         )
         self.requests = Counter(
             "aymurai_transcription_requests",
-            "Transcription requests by endpoint (stream, blocking) and outcome (done, cache_hit, "
+            "Transcription requests by endpoint (stream, blocking, resource) and outcome (done, "
+            "cache_hit, accepted, "
             "client_gone, or the error code).",
             ["endpoint", "outcome"],
             registry=registry,

@@ -8,6 +8,7 @@ in their name. Nothing is built at import time: `create_app(settings)` receives 
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import Annotated, Literal
 
@@ -43,7 +44,8 @@ class Settings(BaseSettings):
     # --- Upload and decode -------------------------------------------------------------------
     transcribe_max_upload_bytes: int = Field(default=2 * GIB, gt=0)
     transcribe_max_audio_seconds: float = Field(default=6 * HOUR_SECONDS, gt=0)
-    transcribe_spool_dir: str | None = None
+    # Uploads wait here until their transcription ends; a restart re-runs them from here.
+    transcribe_spool_dir: str = "./data/spool"
     transcribe_spool_min_free_bytes: int = Field(default=256 * MIB, ge=0)
     transcribe_max_concurrent_uploads: int = Field(default=64, ge=1)
     transcribe_upload_min_bytes_per_second: float = Field(default=16 * 1024, gt=0)
@@ -56,6 +58,12 @@ class Settings(BaseSettings):
     # --- SSE ---------------------------------------------------------------------------------
     transcribe_sse_keepalive_seconds: float = 15.0
     transcribe_sse_min_event_interval_seconds: float = Field(default=0.25, ge=0.0, le=10.0)
+    # A `current_time` change without new text makes an event at most this often.
+    transcribe_sse_progress_interval_seconds: float = Field(default=2.0, ge=0.0, le=60.0)
+    # `retry:` sent to EventSource clients: how long they wait before reconnecting.
+    transcribe_sse_retry_ms: int = Field(default=2000, ge=0, le=600_000)
+    # How long a job of the POST stream (or the blocking endpoint) outlives its last subscriber.
+    transcribe_detached_grace_seconds: float = Field(default=30.0, ge=0.0)
 
     # --- WhisperLiveKit upstream -------------------------------------------------------------
     # One or more `/asr` URIs, comma-separated, each with an optional `#max_sessions=N` fragment
@@ -95,6 +103,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("transcribe_spool_dir")
+    @classmethod
+    def _absolute_spool_dir(cls, value: str) -> str:
+        # Job rows name their spooled file; the name must hold after a restart from elsewhere.
+        return os.path.abspath(value)
 
     @field_validator("transcribe_ws_uri")
     @classmethod

@@ -52,6 +52,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "transcribe_ws_ready_timeout_seconds": 10.0,
         "transcribe_shutdown_grace_seconds": 2.0,
         "transcribe_max_concurrent_sessions": 8,
+        # Today's behaviour unless a test is about the grace: a client leaving cancels at once.
+        "transcribe_detached_grace_seconds": 0.0,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

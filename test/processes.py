@@ -49,6 +49,11 @@ class GatewayProcess:
         async with asyncio.timeout(timeout_seconds):
             return await self.process.wait()
 
+    async def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as after a crash or an OOM kill."""
+        self.process.kill()
+        await self.process.wait()
+
 
 SERVERS = ("aymurai-api", "uvicorn", "gunicorn")
 

@@ -22,7 +22,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from aymurai import __version__
 from aymurai.api.errors import DEFAULT_ERROR_RESPONSES, install_error_handlers
 from aymurai.api.middleware import RequestIdMiddleware
-from aymurai.api.routes import health, metrics, transcription, validation, web
+from aymurai.api.routes import health, metrics, transcription, transcriptions, validation, web
 from aymurai.api.signals import drain_on_signals
 from aymurai.db.engine import make_engine, migrate_to_head
 from aymurai.db.store import TranscriptStore
@@ -53,14 +53,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_uploads=settings.transcribe_max_concurrent_uploads,
         )
         await anyio.to_thread.run_sync(spool.open)
-        # Uploads orphaned by a killed gateway (ours or another's sharing the folder). `keep`
-        # is the seam for spooled files that jobs surviving a restart still need.
-        await anyio.to_thread.run_sync(partial(spool.remove_orphans, keep=frozenset()))
         app.state.spool = spool
         try:
             async with anyio.create_task_group() as jobs_group:
                 service = TranscriptionService(settings, store, jobs_group, gateway_metrics)
                 app.state.service = service
+                # Uploads orphaned by a killed gateway (ours or another's sharing the folder),
+                # except those of unfinished jobs: `recover()` runs them again.
+                keep = frozenset(await service.spool_paths_in_use())
+                await anyio.to_thread.run_sync(partial(spool.remove_orphans, keep=keep))
+                await service.recover()  # logs and carries on when the database cannot
                 logger.info(
                     "gateway ready; WLK at %s",
                     ", ".join(f"{b.name} (max {b.max_sessions})" for b in settings.ws_backends),
@@ -85,6 +87,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in (
         transcription.router,
+        transcriptions.router,
         validation.router,
         health.router,
         metrics.router,
@@ -96,7 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         allow_origins=settings.cors_origins,
         allow_methods=["*"],
         allow_headers=["*"],
-        expose_headers=["X-Document-Id", "X-Request-ID"],
+        expose_headers=["X-Document-Id", "X-Request-ID", "X-Transcription-Id", "Location"],
     )
     # Outermost, so even CORS preflights and errors carry the request id.
     app.add_middleware(RequestIdMiddleware)

@@ -1,35 +1,35 @@
-"""Server-Sent Events: encoding job updates as frames, and the streaming response.
+"""Server-Sent Events: encoding job events as frames, and the streaming response.
+
+Two flavours read the same job events (see `transcription/channel.py`):
+- `snapshot_frames`: the POST stream's contract, every event a full document, ids 1, 2, 3 … per
+  response;
+- `resumable_frames`: `GET /asr/transcriptions/{id}/events`, the job's own ids (strictly
+  increasing for all subscribers and across restarts), a full snapshot first and deltas after,
+  each frame encoded once and shared by every subscriber.
 
 We write our own small response rather than use sse-starlette or `fastapi.sse`, because the
-contract needs things neither gives as is: `: keepalive` comments only while idle, consecutive
-`id:` numbers per response (the basis for Last-Event-ID resume), no global patching of uvicorn's
-shutdown, and an explicit `aclose()` of the frame generator the moment the client disconnects
-(uvicorn drops writes to a closed connection silently, so we watch `http.disconnect` ourselves).
-See docs/architecture.md.
+contract needs things neither gives as is: `: keepalive` comments only while idle, our own `id:`
+numbering, no global patching of uvicorn's shutdown, and an explicit `aclose()` of the frame
+generator the moment the client disconnects (uvicorn drops writes to a closed connection
+silently, so we watch `http.disconnect` ourselves). See docs/architecture.md.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import aclosing
+from functools import partial
 
 import anyio
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from aymurai.errors import DocumentUnreadableError, InternalError
+from aymurai.errors import DocumentUnreadableError, InternalError, ShuttingDownError
 from aymurai.logs import request_id_var
-from aymurai.transcription.jobs import (
-    Done,
-    Failed,
-    JobUpdate,
-    Keepalive,
-    Queued,
-    Transcribing,
-    Upstream,
-)
+from aymurai.transcription.channel import JobEvent
+from aymurai.transcription.jobs import Keepalive
 from aymurai.transcription.schemas import ASRDocument
 
 logger = logging.getLogger(__name__)
@@ -39,63 +39,110 @@ KEEPALIVE_FRAME = b": keepalive\n\n"
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def encode_event(event: str, data: str, event_id: int) -> bytes:
+def encode_event(event: str, data: str, event_id: int, *, retry_ms: int | None = None) -> bytes:
     # `data` is single-line JSON: json and pydantic escape newlines, so one `data:` line suffices.
-    return f"id: {event_id}\nevent: {event}\ndata: {data}\n\n".encode()
+    retry = f"retry: {retry_ms}\n" if retry_ms is not None else ""
+    return f"{retry}id: {event_id}\nevent: {event}\ndata: {data}\n\n".encode()
 
 
 def error_data(code: str, detail: str) -> str:
     return json.dumps({"code": code, "detail": detail, "request_id": request_id_var.get()})
 
 
-def encode_update(update: JobUpdate, event_id: int) -> bytes:
-    """One frame for `update`; a document that cannot be encoded becomes an `error` frame."""
+def _error_of(event: JobEvent) -> tuple[str, str]:
+    if event.kind == "suspended":
+        return ShuttingDownError.code, ShuttingDownError.default_detail
+    return event.error_code or "INTERNAL_ERROR", event.error_detail or ""
+
+
+def _encoded(event: str, build: Callable[[], str], event_id: int) -> bytes:
+    """One frame whose data `build()` encodes; a document that cannot be encoded (lone
+    surrogates, pydantic serialisation errors) becomes an `error` frame instead."""
     try:
-        return _encode_update(update, event_id)
+        return encode_event(event, build(), event_id)
     except ValueError as exc:  # UnicodeEncodeError, pydantic's serialisation errors
-        logger.error("cannot encode a %s event: %s", type(update).__name__, exc)
+        logger.error("cannot encode a %s event: %s", event, exc)
         error = DocumentUnreadableError()
         return encode_event("error", error_data(error.code, error.detail), event_id)
 
 
-def _encode_update(update: JobUpdate, event_id: int) -> bytes:
-    if isinstance(update, Transcribing):
-        return encode_event("transcription", update.document.model_dump_json(), event_id)
-    if isinstance(update, Queued):
-        data = json.dumps({"document_id": str(update.document_id), "position": update.position})
-        return encode_event("queued", data, event_id)
-    if isinstance(update, Upstream):
-        data = json.dumps(
-            {
-                "state": update.state,
-                "attempt": update.attempt,
-                "resume_from": round(update.resume_from, 3),
-            }
-        )
-        return encode_event("upstream", data, event_id)
-    if isinstance(update, Done):
-        return encode_event("done", update.document.model_dump_json(), event_id)
-    return encode_event("error", error_data(update.code, update.detail), event_id)
-
-
-async def frames_from_updates(
-    updates: AsyncIterator[JobUpdate | Keepalive],
+async def snapshot_frames(
+    events: AsyncIterator[tuple[JobEvent, bool] | Keepalive],
 ) -> AsyncIterator[bytes]:
-    """Encode a job's updates; ids are 1, 2, 3 … within this response."""
-    event_id = 0
-    async with aclosing(updates):  # type: ignore[type-var]
-        async for update in updates:
-            if isinstance(update, Keepalive):
+    """The POST stream: every event as a full snapshot; ids 1, 2, 3 … within this response.
+
+    A job left for the next start (`suspended`) ends this stream with `SHUTTING_DOWN`, as
+    this stream always did on shutdown.
+    """
+    number = 0
+    async with aclosing(events):  # type: ignore[type-var]
+        async for item in events:
+            if isinstance(item, Keepalive):
                 yield KEEPALIVE_FRAME
                 continue
-            event_id += 1
-            yield encode_update(update, event_id)
-            if isinstance(update, Done | Failed):
+            event, _ = item
+            number += 1
+            if event.kind in ("error", "suspended"):
+                yield encode_event("error", error_data(*_error_of(event)), number)
+            else:
+                yield _encoded(event.kind, partial(getattr, event, "document_json"), number)
+            if event.is_terminal:
                 return
 
 
+def _shared_frame(event: JobEvent, *, snapshot: bool) -> bytes:
+    """The events stream's frame of `event`, encoded once for every subscriber."""
+    flavour = "snapshot" if snapshot else "delta"
+    frame = event.frames.get(flavour)
+    if frame is None:
+
+        def data() -> str:
+            return event.snapshot_json if snapshot else event.delta_json
+
+        frame = event.frames[flavour] = _encoded(event.kind, data, event.id)
+    return frame
+
+
+async def resumable_frames(
+    events: AsyncIterator[tuple[JobEvent, bool] | Keepalive], *, retry_ms: int
+) -> AsyncIterator[bytes]:
+    """The events stream: the job's own ids, deltas after a first full snapshot.
+
+    The first frame carries `retry:`. A job left for the next start ends the stream without a
+    frame, so an EventSource reconnects (to this instance after its restart, or another one).
+    """
+    first = True
+    async with aclosing(events):  # type: ignore[type-var]
+        async for item in events:
+            if isinstance(item, Keepalive):
+                yield KEEPALIVE_FRAME
+                continue
+            event, snapshot = item
+            if event.kind == "suspended":
+                return
+            if event.kind == "error":
+                # Per subscriber: the data names this request's id.
+                frame = encode_event("error", error_data(*_error_of(event)), event.id)
+            else:
+                frame = _shared_frame(event, snapshot=snapshot or first)
+            if first:
+                frame = f"retry: {retry_ms}\n".encode() + frame
+                first = False
+            yield frame
+            if event.is_terminal:
+                return
+
+
+async def single_frame(
+    event: str, build: Callable[[], str], event_id: int, *, retry_ms: int | None = None
+) -> AsyncIterator[bytes]:
+    """A stream of one frame (a cache hit, a finished job's terminal event)."""
+    frame = _encoded(event, build, event_id)
+    yield frame if retry_ms is None else f"retry: {retry_ms}\n".encode() + frame
+
+
 async def single_done_frame(document: ASRDocument) -> AsyncIterator[bytes]:
-    yield encode_update(Done(document), 1)
+    yield _encoded("done", document.model_dump_json, 1)
 
 
 class EventStreamResponse(Response):

@@ -11,7 +11,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, MetaData
+from sqlalchemy import JSON, BigInteger, Column, DateTime, MetaData
 from sqlmodel import Field, SQLModel
 
 # Explicit constraint names keep migrations identical on SQLite and PostgreSQL.
@@ -39,6 +39,37 @@ class AudioTranscription(SQLModel, table=True):
     validation: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+    updated_at: datetime = Field(
+        default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)
+    )
+
+
+class TranscriptionJobRow(SQLModel, table=True):
+    """One transcription job (`/asr/transcriptions/{id}`): its state survives restarts.
+
+    `spool_path` is the uploaded audio while the job is unfinished (a restart re-runs it from
+    there); `epoch` counts the runs, so event ids keep increasing across restarts;
+    `terminal_event_id` is the id of the job's last event once it has finished.
+    """
+
+    __tablename__ = "transcription_job"
+
+    id: str = Field(primary_key=True, max_length=64)
+    document_id: uuid.UUID = Field(index=True)
+    name: str = Field(max_length=512)
+    status: str = Field(max_length=16, index=True)
+    runs_unwatched: bool = False
+    spool_path: str | None = Field(default=None, max_length=4096)
+    total_seconds: float = 0.0
+    current_seconds: float = 0.0
+    epoch: int = 0
+    terminal_event_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    error_code: str | None = Field(default=None, max_length=64)
+    error_detail: str | None = Field(default=None, max_length=2048)
+    created_at: datetime = Field(
+        default_factory=utc_now,
+        sa_column=Column(DateTime(timezone=True), nullable=False, index=True),
     )
     updated_at: datetime = Field(
         default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False)

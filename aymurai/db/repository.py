@@ -1,4 +1,4 @@
-"""Unit-of-work functions over `audio_transcription`; each takes the session it works on.
+"""Unit-of-work functions over `audio_transcription` and `transcription_job`, one session each.
 
 These are blocking calls: the async `TranscriptStore` runs them in worker threads.
 """
@@ -10,9 +10,9 @@ from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
-from aymurai.db.models import AudioTranscription, utc_now
+from aymurai.db.models import AudioTranscription, TranscriptionJobRow, utc_now
 
 
 def get_transcription(session: Session, document_id: uuid.UUID) -> AudioTranscription | None:
@@ -73,3 +73,45 @@ def save_validation(
     if result.rowcount == 0:  # type: ignore[attr-defined]
         return None
     return get_transcription(session, document_id)
+
+
+# --- transcription_job ---------------------------------------------------------------------
+
+
+def insert_job(session: Session, row: TranscriptionJobRow) -> None:
+    session.add(row)
+    session.commit()
+
+
+def update_job(session: Session, job_id: str, values: dict[str, Any]) -> None:
+    session.execute(
+        update(TranscriptionJobRow)
+        .where(TranscriptionJobRow.id == job_id)  # type: ignore[arg-type]
+        .values(**values, updated_at=utc_now())
+    )
+    session.commit()
+
+
+def get_job(session: Session, job_id: str) -> TranscriptionJobRow | None:
+    return session.get(TranscriptionJobRow, job_id)
+
+
+def list_jobs(session: Session, *, status: str | None, limit: int) -> list[TranscriptionJobRow]:
+    """The newest jobs first, optionally of one status."""
+    query = select(TranscriptionJobRow)
+    if status is not None:
+        query = query.where(TranscriptionJobRow.status == status)
+    query = query.order_by(
+        col(TranscriptionJobRow.created_at).desc(), col(TranscriptionJobRow.id).desc()
+    ).limit(limit)
+    return list(session.exec(query).all())
+
+
+def unfinished_jobs(session: Session) -> list[TranscriptionJobRow]:
+    """Jobs a previous process left queued or running, oldest first."""
+    query = (
+        select(TranscriptionJobRow)
+        .where(col(TranscriptionJobRow.status).in_(("queued", "running")))
+        .order_by(col(TranscriptionJobRow.created_at))
+    )
+    return list(session.exec(query).all())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import anyio
@@ -18,7 +19,7 @@ from sqlmodel import Session
 
 from aymurai.db import repository
 from aymurai.db.engine import is_schema_current
-from aymurai.db.models import AudioTranscription
+from aymurai.db.models import AudioTranscription, TranscriptionJobRow
 from aymurai.errors import StorageError
 
 T = TypeVar("T")
@@ -31,6 +32,45 @@ class StoredTranscription:
     duration_seconds: float | None
     transcription: list[dict[str, Any]] | None
     validation: list[dict[str, Any]] | None
+
+
+@dataclass(frozen=True)
+class StoredJob:
+    id: str
+    document_id: uuid.UUID
+    name: str
+    status: str
+    runs_unwatched: bool
+    spool_path: str | None
+    total_seconds: float
+    current_seconds: float
+    epoch: int
+    terminal_event_id: int | None
+    error_code: str | None
+    error_detail: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+def _freeze_job(row: TranscriptionJobRow | None) -> StoredJob | None:
+    if row is None:
+        return None
+    return StoredJob(
+        id=row.id,
+        document_id=row.document_id,
+        name=row.name,
+        status=row.status,
+        runs_unwatched=row.runs_unwatched,
+        spool_path=row.spool_path,
+        total_seconds=row.total_seconds,
+        current_seconds=row.current_seconds,
+        epoch=row.epoch,
+        terminal_event_id=row.terminal_event_id,
+        error_code=row.error_code,
+        error_detail=row.error_detail,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
 
 
 def _freeze(row: AudioTranscription | None) -> StoredTranscription | None:
@@ -92,6 +132,53 @@ class TranscriptStore:
                 repository.save_validation(s, document_id=document_id, paragraphs=paragraphs)
             )
         )
+
+    # --- jobs ---------------------------------------------------------------------------------
+    async def insert_job(self, job: StoredJob) -> None:
+        row = TranscriptionJobRow(
+            id=job.id,
+            document_id=job.document_id,
+            name=job.name,
+            status=job.status,
+            runs_unwatched=job.runs_unwatched,
+            spool_path=job.spool_path,
+            total_seconds=job.total_seconds,
+            current_seconds=job.current_seconds,
+            epoch=job.epoch,
+            terminal_event_id=job.terminal_event_id,
+            error_code=job.error_code,
+            error_detail=job.error_detail,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+        )
+        await self._run(lambda s: repository.insert_job(s, row))
+
+    async def update_job(self, job_id: str, **values: Any) -> None:
+        """Set columns of one job (and its `updated_at`)."""
+        await self._run(lambda s: repository.update_job(s, job_id, values))
+
+    async def get_job(self, job_id: str) -> StoredJob | None:
+        return await self._run(lambda s: _freeze_job(repository.get_job(s, job_id)))
+
+    async def list_jobs(self, *, status: str | None, limit: int) -> list[StoredJob]:
+        def work(s: Session) -> list[StoredJob]:
+            return [
+                frozen
+                for row in repository.list_jobs(s, status=status, limit=limit)
+                if (frozen := _freeze_job(row)) is not None
+            ]
+
+        return await self._run(work)
+
+    async def unfinished_jobs(self) -> list[StoredJob]:
+        def work(s: Session) -> list[StoredJob]:
+            return [
+                frozen
+                for row in repository.unfinished_jobs(s)
+                if (frozen := _freeze_job(row)) is not None
+            ]
+
+        return await self._run(work)
 
     async def is_schema_current(self) -> bool:
         """Is the database at the newest migration? Asked again only until it is."""

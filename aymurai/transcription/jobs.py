@@ -1,29 +1,55 @@
-"""A transcription job and the updates its subscribers see.
+"""A transcription job: its updates, its numbered events, and who is watching it.
 
-A job is owned by `TranscriptionService` (it runs in the service's task group), not by the HTTP
-response: responses *subscribe* to it. The job keeps only its latest update (a "watch" channel):
-WLK sends 10–20 full snapshots per second, and a subscriber that reads slowly simply gets the
-newest state next time, never a backlog. Updates are therefore coalesced for free, and the reader
-of the upstream socket never waits on an HTTP client.
+A job is owned by `TranscriptionService` (it runs in the service's task group), not by an HTTP
+response: responses *subscribe* to it. Two layers:
 
-Today a job is cancelled when its last subscriber leaves (client gone → upstream closed, nothing
-cached). Resuming with Last-Event-ID and sharing a job between identical uploads build on this.
+- `publish()` / `updates()`: a "watch" of the newest update. WLK sends 10–20 full snapshots per
+  second; the pipeline overwrites the newest one and never waits on anybody.
+- `record_events()`: the job's recorder (one task per job) reads that watch at most once per
+  `min_interval_seconds` and appends numbered `JobEvent`s to the job's `EventLog`: a snapshot
+  that changes nothing a client can see makes no event, a progress-only change (`current_time`
+  moving, same text) at most one per `progress_interval_seconds`, and each transcription event
+  carries its delta from the previous one (see `deltas.py`). Every subscriber reads that log.
+
+`watch()` counts subscribers. When the last one leaves a job that does not run unwatched (the
+legacy POST stream and the blocking endpoint), the service is told (`on_unwatched`) and cancels
+the job after the detached grace unless somebody reattaches. Jobs of the resource API run
+unwatched: nobody watching is normal for them.
 """
 
 from __future__ import annotations
 
 import math
+import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
+from pathlib import Path
 
 import anyio
 
-from aymurai.transcription.schemas import ASRDocument
+from aymurai.transcription.channel import EventKind, EventLog, JobEvent, MemoryEventLog, event_id
+from aymurai.transcription.deltas import compute_delta
+from aymurai.transcription.schemas import ASRDocument, ASRParagraph
 from aymurai.transcription.transcript import build_paragraphs
 from aymurai.transcription.wlk_protocol import StatusSnapshot
+
+# Job statuses, as the API and the database spell them.
+QUEUED = "queued"
+RUNNING = "running"
+DONE = "done"
+FAILED = "failed"
+CANCELLED = "cancelled"
+FINISHED_STATUSES = frozenset({DONE, FAILED, CANCELLED})
+
+
+def wire_time(seconds: float) -> float:
+    """Times on the wire are whole milliseconds."""
+    return round(seconds, 3)
 
 
 @dataclass(frozen=True)
@@ -41,12 +67,12 @@ class Transcribing:
 
     @cached_property
     def document(self) -> ASRDocument:
-        # Built only when a subscriber actually emits it, not for every WLK message.
+        # Built only when the recorder actually looks at it, not for every WLK message.
         return ASRDocument(
             document_id=self.document_id,
             document=build_paragraphs(self.snapshot, tail_end=self.current_time),
-            current_time=self.current_time,
-            total_time=self.total_time,
+            current_time=wire_time(self.current_time),
+            total_time=wire_time(self.total_time),
         )
 
 
@@ -54,7 +80,7 @@ class Transcribing:
 class Upstream:
     """The WLK session was lost mid-file and the job is resuming (see `seam.py`).
 
-    Unlike the other updates, these are never coalesced away: every subscriber sees each one.
+    Unlike the other updates, these are never coalesced away: the recorder sees each one.
     """
 
     document_id: uuid.UUID
@@ -75,38 +101,74 @@ class Failed:
 
 
 @dataclass(frozen=True)
+class Suspended:
+    """The process stops; the job is left (queued, audio kept) for the next start to re-run."""
+
+
+@dataclass(frozen=True)
 class Keepalive:
     """Nothing changed for a while; the SSE layer turns this into a `: keepalive` comment."""
 
 
-JobUpdate = Queued | Transcribing | Upstream | Done | Failed
+JobUpdate = Queued | Transcribing | Upstream | Done | Failed | Suspended
 KEEPALIVE = Keepalive()
-# Upstream notices kept for subscribers that have not seen them yet; a job has at most
+# Upstream notices kept for a reader that has not seen them yet; a job has at most
 # 2 × TRANSCRIBE_WS_MAX_RESUMES of them, this bounds memory all the same.
 MAX_NOTICES = 32
 
 
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
 class TranscriptionJob:
-    def __init__(self, *, document_id: uuid.UUID, name: str, total_seconds: float) -> None:
+    def __init__(
+        self,
+        *,
+        document_id: uuid.UUID,
+        name: str,
+        total_seconds: float,
+        job_id: str | None = None,
+        runs_unwatched: bool = False,
+        epoch: int = 0,
+        audio_path: Path | None = None,
+        created_at: datetime | None = None,
+        log: EventLog | None = None,
+    ) -> None:
+        self.id = job_id or new_job_id()
         self.document_id = document_id
         self.name = name
         self.total_seconds = total_seconds
+        self.runs_unwatched = runs_unwatched
+        self.epoch = epoch
+        self.audio_path = audio_path
+        self.created_at = created_at or datetime.now(UTC)
+        self.updated_at = self.created_at
+        self.status = QUEUED
+        self.log: EventLog = log or MemoryEventLog()
         self.cancel_scope = anyio.CancelScope()
         self.finished = anyio.Event()
+        self.recorded = anyio.Event()  # the recorder appended the terminal event
         self.client_gone = False
+        self.cancelled_by_request = False
+        self.subscribers = 0
+        self.unwatched_since: float | None = None
+        self.on_unwatched: Callable[[TranscriptionJob], None] | None = None
         self._latest: JobUpdate | None = None
         self._version = 0
-        self._changed = anyio.Event()
-        self._subscribers = 0
         self._notices: deque[tuple[int, Upstream]] = deque(maxlen=MAX_NOTICES)
+        self._changed = anyio.Event()
+        self._sequence = 0
+        self._current_time = 0.0
 
+    # --- the watch of the newest update (pipeline → recorder) ----------------------------
     @property
     def latest(self) -> JobUpdate | None:
         return self._latest
 
     @property
     def is_terminal(self) -> bool:
-        return isinstance(self._latest, Done | Failed)
+        return isinstance(self._latest, Done | Failed | Suspended)
 
     def publish(self, update: JobUpdate) -> None:
         if self.is_terminal:
@@ -121,47 +183,164 @@ class TranscriptionJob:
     async def updates(
         self, *, min_interval_seconds: float = 0.0, keepalive_seconds: float | None = None
     ) -> AsyncIterator[JobUpdate | Keepalive]:
-        """The job's updates as one subscriber sees them, ending with `Done` or `Failed`.
+        """The job's updates, newest first wins, ending with a terminal one.
 
-        At most one non-terminal update per `min_interval_seconds` (the newest wins); a
-        `Keepalive` after `keepalive_seconds` without any. Leaving early (the generator is closed)
-        unsubscribes; the last subscriber to leave an unfinished job cancels it.
+        At most one non-terminal update per `min_interval_seconds`; a `Keepalive` after
+        `keepalive_seconds` without any.
         """
-        self._subscribers += 1
         seen = 0
         last_emit_at = -math.inf
+        while True:
+            if self._version == seen:
+                changed = self._changed
+                with anyio.move_on_after(keepalive_seconds or math.inf) as idle:
+                    await changed.wait()
+                if idle.cancelled_caught:
+                    yield KEEPALIVE
+                continue
+            if not self.is_terminal:
+                wait = last_emit_at + min_interval_seconds - anyio.current_time()
+                if wait > 0:
+                    await anyio.sleep(wait)
+            update = self._latest
+            assert update is not None
+            notices = [n for v, n in self._notices if v > seen and n is not update]
+            seen = self._version
+            for notice in notices:  # published since, then overwritten: still delivered
+                yield notice
+            yield update
+            last_emit_at = anyio.current_time()
+            if isinstance(update, Done | Failed | Suspended):
+                return
+
+    # --- the numbered events (recorder → subscribers) ------------------------------------
+    @property
+    def current_time(self) -> float:
+        """Seconds of audio transcribed, as the newest event showed (kept after a failure)."""
+        return self._current_time
+
+    @property
+    def position(self) -> int | None:
+        latest = self.log.latest
+        if self.status == QUEUED and latest is not None and latest.kind == "queued":
+            return latest.position
+        return None
+
+    def _event(self, kind: EventKind, **fields: object) -> JobEvent:
+        self._sequence += 1
+        return JobEvent(id=event_id(self.epoch, self._sequence), kind=kind, **fields)  # type: ignore[arg-type]
+
+    async def record_events(
+        self, *, min_interval_seconds: float, progress_interval_seconds: float
+    ) -> None:
+        """Turn the coalesced updates into numbered events until the terminal one."""
+        previous: tuple[ASRParagraph, ...] | None = None  # of the last transcription event
+        previous_time: float | None = None
+        last_progress_at = -math.inf
+        last_position: int | None = None
         try:
-            while True:
-                if self._version == seen:
-                    changed = self._changed
-                    with anyio.move_on_after(keepalive_seconds or math.inf) as idle:
-                        await changed.wait()
-                    if idle.cancelled_caught:
-                        yield KEEPALIVE
-                    continue
-                if not self.is_terminal:
-                    wait = last_emit_at + min_interval_seconds - anyio.current_time()
-                    if wait > 0:
-                        await anyio.sleep(wait)
-                update = self._latest
-                assert update is not None
-                notices = [n for v, n in self._notices if v > seen and n is not update]
-                seen = self._version
-                for notice in notices:  # published since, then overwritten: still delivered
-                    yield notice
-                yield update
-                last_emit_at = anyio.current_time()
-                if isinstance(update, Done | Failed):
-                    return
+            async for update in self.updates(min_interval_seconds=min_interval_seconds):
+                if isinstance(update, Queued):
+                    if update.position == last_position:
+                        continue
+                    last_position = update.position
+                    document = ASRDocument(document_id=self.document_id)
+                    await self.log.append(
+                        self._event("queued", document=document, position=update.position)
+                    )
+                elif isinstance(update, Transcribing):
+                    document = update.document
+                    paragraphs = tuple(document.document)
+                    now = time.monotonic()
+                    if paragraphs == previous:
+                        if document.current_time == previous_time:
+                            continue  # nothing a client can see changed
+                        if now - last_progress_at < progress_interval_seconds:
+                            continue  # progress only: not worth a frame yet
+                    delta = compute_delta(previous or (), paragraphs)
+                    # Reuse the unchanged paragraphs' objects: the events kept for followers then
+                    # cost one document plus their deltas, not one document each.
+                    paragraphs = (*(previous or ())[: delta.from_index], *delta.paragraphs)
+                    document = document.model_copy(update={"document": list(paragraphs)})
+                    previous, previous_time, last_progress_at = (
+                        paragraphs,
+                        document.current_time,
+                        now,
+                    )
+                    self._current_time = document.current_time or 0.0
+                    await self.log.append(
+                        self._event("transcription", document=document, delta=delta)
+                    )
+                elif isinstance(update, Upstream):
+                    await self.log.append(
+                        self._event(
+                            "upstream",
+                            upstream={
+                                "state": update.state,
+                                "attempt": update.attempt,
+                                "resume_from": wire_time(update.resume_from),
+                            },
+                        )
+                    )
+                elif isinstance(update, Done):
+                    self._current_time = update.document.current_time or self._current_time
+                    await self.log.append(self._event("done", document=update.document))
+                elif isinstance(update, Failed):
+                    await self.log.append(
+                        self._event("error", error_code=update.code, error_detail=update.detail)
+                    )
+                elif isinstance(update, Suspended):
+                    await self.log.append(self._event("suspended"))
         finally:
-            self._subscribers -= 1
-            if self._subscribers == 0 and not self.is_terminal:
-                self.client_gone = True
-                self.cancel_scope.cancel()
+            self.recorded.set()
+
+    @contextmanager
+    def watch(self) -> Iterator[None]:
+        """Count a subscriber for the time of the block (see the module docstring)."""
+        self.subscribers += 1
+        self.unwatched_since = None
+        try:
+            yield
+        finally:
+            self.subscribers -= 1
+            if self.subscribers == 0 and not self.finished.is_set():
+                self.unwatched_since = time.monotonic()
+                if self.on_unwatched is not None:
+                    self.on_unwatched(self)
+
+    async def follow(
+        self, *, keepalive_seconds: float | None
+    ) -> AsyncIterator[tuple[JobEvent, bool] | Keepalive]:
+        """The job's events for one subscriber: `(event, is_snapshot)` pairs, then the end.
+
+        The first event (and the first after falling behind) is the newest state, flagged as a
+        snapshot; the rest follow the log one by one. Ends after the terminal event. A resume
+        starts here too: whatever id a client brings, it gets the newest state in full.
+        """
+        cursor = -1
+        while True:
+            read = await self.log.read_after(cursor, timeout_seconds=keepalive_seconds)
+            if read is None:
+                yield KEEPALIVE
+                continue
+            for event in read.events:
+                cursor = event.id
+                yield event, read.gap
+                if event.is_terminal:
+                    return
 
     async def wait_for_result(self) -> Done | Failed:
         """Block until the job ends (for the deprecated blocking endpoint)."""
-        async for update in self.updates():
-            if isinstance(update, Done | Failed):
-                return update
-        raise AssertionError("updates() always ends with a terminal update")  # pragma: no cover
+        with self.watch():
+            async for item in self.follow(keepalive_seconds=None):
+                if isinstance(item, Keepalive):
+                    continue
+                event, _ = item
+                if event.kind == "done":
+                    assert event.document is not None
+                    return Done(event.document)
+                if event.kind == "error":
+                    return Failed(event.error_code or "INTERNAL_ERROR", event.error_detail or "")
+                if event.kind == "suspended":
+                    return Failed("SHUTTING_DOWN", "The gateway is shutting down.")
+        raise AssertionError("follow() always ends with a terminal event")  # pragma: no cover

@@ -14,7 +14,8 @@ upstream cannot make a transcript unservable either.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
@@ -98,3 +99,25 @@ ValidatedDocument = Annotated[list[ValidatedParagraph], Field(max_length=MAX_PAR
 
 def speaker_id_for(speaker_no: int) -> str:
     return f"speaker-{speaker_no}"
+
+
+class TranscriptionError(BaseModel):
+    code: str
+    detail: str
+
+
+class Transcription(BaseModel):
+    """A transcription job of the resource API (`/asr/transcriptions/{id}`)."""
+
+    id: str
+    document_id: uuid.UUID
+    name: str
+    status: Literal["queued", "running", "done", "failed", "cancelled"]
+    position: int | None = None
+    current_time: float
+    total_time: float
+    created_at: datetime
+    updated_at: datetime
+    error: TranscriptionError | None = None
+    document: ASRDocument | None = None
+    events_url: str

@@ -1,9 +1,14 @@
 """TranscriptionService: the component that owns transcriptions; HTTP routes only talk to it.
 
-It holds the app-wide task group jobs run in, the admission queue, the decode limiter and the
-store. A route asks it for a cached result, probes the upload, then `start()`s a job and subscribes
-to it. Shutdown drains: no new jobs, running ones get a grace period, the rest end with
-`SHUTTING_DOWN`.
+It holds the app-wide task group jobs run in, the job registry, the admission queue, the decode
+limiter and the store. A route hands it a spooled upload (`accept()`): the service joins the
+queued or running job of the same document if there is one (identical uploads share one WLK
+session), else answers from the cache, else probes the audio and starts a job. Every job is a
+row in `transcription_job` from its start to its end, and its audio stays in the spool
+directory until it ends, so `recover()` at startup re-runs what a crash or kill interrupted.
+
+Shutdown drains: no new jobs, running ones get a grace period; then jobs of the resource API are
+left for the next start (row unfinished, audio kept) and the others end with `SHUTTING_DOWN`.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 import os
 import time
 import uuid
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -19,20 +25,39 @@ import anyio
 from anyio.abc import TaskGroup
 from pydantic import ValidationError
 
-from aymurai.db.store import StoredTranscription, TranscriptStore
+from aymurai.db.store import StoredJob, StoredTranscription, TranscriptStore
 from aymurai.errors import (
+    AlreadyFinishedError,
     DocumentUnreadableError,
     GatewayError,
+    JobCancelledError,
+    JobInterruptedError,
     NotFoundError,
+    QueueFullError,
     ShuttingDownError,
 )
 from aymurai.metrics import GatewayMetrics
 from aymurai.settings import Settings
 from aymurai.transcription.admission import AdmissionQueue, Ticket
+from aymurai.transcription.channel import event_id
 from aymurai.transcription.decode import AudioInfo, probe_audio
-from aymurai.transcription.jobs import Done, Failed, Queued, TranscriptionJob
+from aymurai.transcription.jobs import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    FINISHED_STATUSES,
+    QUEUED,
+    RUNNING,
+    Done,
+    Failed,
+    Queued,
+    Suspended,
+    TranscriptionJob,
+    wire_time,
+)
 from aymurai.transcription.pipeline import PipelineOptions, ResumeOptions, run_transcription
 from aymurai.transcription.pool import UpstreamPool
+from aymurai.transcription.registry import JobRegistry, MemoryJobRegistry
 from aymurai.transcription.schemas import (
     ASRDocument,
     ASRParagraph,
@@ -106,6 +131,7 @@ class TranscriptionService:
         store: TranscriptStore,
         task_group: TaskGroup,
         metrics: GatewayMetrics | None = None,
+        registry: JobRegistry | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -132,8 +158,13 @@ class TranscriptionService:
         self.metrics.watch_backends(backends)
         # Brings down servers back (probes with backoff); ends with the task group.
         task_group.start_soon(self.pool.run_probes)
-        self.jobs: set[TranscriptionJob] = set()
+        self.registry: JobRegistry = registry or MemoryJobRegistry()
         self.accepting = True
+
+    @property
+    def jobs(self) -> list[TranscriptionJob]:
+        """The jobs of this process, queued or running."""
+        return self.registry.running()
 
     # --- reads ----------------------------------------------------------------------------
     async def find_cached(self, document_id: uuid.UUID) -> ASRDocument | None:
@@ -143,6 +174,13 @@ class TranscriptionService:
             self.metrics.cache_lookups.labels(result="miss").inc()
             return None
         self.metrics.cache_lookups.labels(result="hit").inc()
+        return document_from_stored(stored)
+
+    async def stored_document(self, document_id: uuid.UUID) -> ASRDocument | None:
+        """The stored document of a finished job (no cache metrics: this is not an upload)."""
+        stored = await self.store.get(document_id)
+        if stored is None or stored.transcription is None:
+            return None
         return document_from_stored(stored)
 
     async def get_document(self, document_id: uuid.UUID) -> ASRDocument:
@@ -178,28 +216,239 @@ class TranscriptionService:
         probe = partial(probe_audio, path, max_seconds=self.settings.transcribe_max_audio_seconds)
         return await anyio.to_thread.run_sync(probe, limiter=self.decode_limiter)
 
-    # --- jobs -----------------------------------------------------------------------------
-    def start(
-        self, *, document_id: uuid.UUID, name: str, audio_path: Path, info: AudioInfo
-    ) -> TranscriptionJob:
-        """Queue a transcription of a spooled upload; the job owns (and deletes) the file.
+    async def find_job(self, job_id: str) -> TranscriptionJob | StoredJob:
+        """The live job of this id, else its row.
 
         Raises:
+            NotFoundError: no such transcription.
+        """
+        job = await self.registry.get(job_id)
+        if job is not None:
+            return job
+        stored = await self.store.get_job(job_id) if _plausible_id(job_id) else None
+        if stored is None:
+            raise NotFoundError(f"No transcription with id {job_id}.")
+        return stored
+
+    async def list_jobs(
+        self, *, status: str | None, limit: int
+    ) -> list[TranscriptionJob | StoredJob]:
+        """The newest jobs first; live ones as they are now."""
+        rows = await self.store.list_jobs(status=status, limit=limit)
+        result: list[TranscriptionJob | StoredJob] = []
+        for row in rows:
+            live = await self.registry.get(row.id)
+            result.append(live if live is not None else row)
+        return result
+
+    # --- jobs -----------------------------------------------------------------------------
+    async def accept(
+        self,
+        *,
+        document_id: uuid.UUID,
+        name: str,
+        audio_path: Path,
+        use_cache: bool,
+        runs_unwatched: bool,
+    ) -> ASRDocument | TranscriptionJob:
+        """A spooled upload → the job it joins or starts (which owns the file), or a cached result.
+
+        An unfinished job of the same document is joined whatever `use_cache` says (one WLK
+        session for identical uploads); joining from the resource API makes that job run
+        unwatched from then on. The spooled file is removed unless a new job now owns it.
+
+        Raises:
+            InvalidAudioError: the upload is not decodable audio.
             ShuttingDownError: the process is draining.
             QueueFullError: too many requests are already waiting.
+            StorageError: the job could not be recorded.
         """
+        owned = False
+        try:
+            joined = await self._join(document_id, runs_unwatched=runs_unwatched)
+            if joined is not None:
+                return joined
+            if use_cache:
+                cached = await self.find_cached(document_id)
+                if cached is not None:
+                    logger.info("cache hit for %s", document_id)
+                    return cached
+            info = await self.probe(audio_path)
+            logger.info(
+                "audio: %s/%s, %.2f s, %d ch, %d Hz",
+                info.format_name,
+                info.codec,
+                info.duration_seconds,
+                info.channels,
+                info.sample_rate,
+            )
+            # Another identical upload may have started while we probed.
+            joined = await self._join(document_id, runs_unwatched=runs_unwatched)
+            if joined is not None:
+                return joined
+            job = await self._start_new(
+                document_id=document_id,
+                name=name,
+                audio_path=audio_path,
+                # Whole milliseconds from the start: the live events, done and the stored
+                # duration (what a cache hit answers) then all show the same total.
+                total_seconds=wire_time(info.duration_seconds),
+                runs_unwatched=runs_unwatched,
+            )
+            owned = job.audio_path == audio_path
+            return job
+        finally:
+            if not owned:
+                _remove_quietly(audio_path)
+
+    async def _join(
+        self, document_id: uuid.UUID, *, runs_unwatched: bool
+    ) -> TranscriptionJob | None:
+        job = await self.registry.active_for(document_id)
+        if job is None:
+            return None
+        logger.info("joined the running transcription %s of %s", job.id, document_id)
+        if runs_unwatched and not job.runs_unwatched:
+            job.runs_unwatched = True
+            await self.store.update_job(job.id, runs_unwatched=True)
+        return job
+
+    async def _start_new(
+        self,
+        *,
+        document_id: uuid.UUID,
+        name: str,
+        audio_path: Path,
+        total_seconds: float,
+        runs_unwatched: bool,
+    ) -> TranscriptionJob:
         if not self.accepting:
             raise ShuttingDownError()
         ticket = self.admission.reserve()
         job = TranscriptionJob(
-            document_id=document_id, name=name, total_seconds=info.duration_seconds
+            document_id=document_id,
+            name=name,
+            total_seconds=total_seconds,
+            runs_unwatched=runs_unwatched,
+            audio_path=audio_path,
         )
-        self.jobs.add(job)
-        self._task_group.start_soon(self._run, job, ticket, audio_path)
+        claimed = await self.registry.claim(job)
+        if claimed is not job:
+            ticket.release()
+            return claimed
+        try:
+            await self.store.insert_job(_row_of(job))
+        except BaseException:
+            await self.registry.remove(job)
+            ticket.release()
+            raise
+        self._launch(job, ticket)
         return job
 
-    async def _run(self, job: TranscriptionJob, ticket: Ticket, audio_path: Path) -> None:
+    def _launch(self, job: TranscriptionJob, ticket: Ticket) -> None:
+        job.on_unwatched = self._on_unwatched
+        self._task_group.start_soon(
+            partial(
+                job.record_events,
+                min_interval_seconds=self.settings.transcribe_sse_min_event_interval_seconds,
+                progress_interval_seconds=self.settings.transcribe_sse_progress_interval_seconds,
+            )
+        )
+        self._task_group.start_soon(self._run, job, ticket)
+
+    async def record_cached(
+        self, *, document_id: uuid.UUID, name: str, document: ASRDocument
+    ) -> StoredJob:
+        """A job row that is done at once: the resource API's answer to a cache hit."""
+        now = datetime.now(UTC)
+        total = document.total_time or 0.0
+        row = StoredJob(
+            id=uuid.uuid4().hex,
+            document_id=document_id,
+            name=name,
+            status=DONE,
+            runs_unwatched=True,
+            spool_path=None,
+            total_seconds=total,
+            current_seconds=total,
+            epoch=0,
+            terminal_event_id=event_id(0, 1),
+            error_code=None,
+            error_detail=None,
+            created_at=now,
+            updated_at=now,
+        )
+        await self.store.insert_job(row)
+        return row
+
+    async def cancel(self, job_id: str) -> None:
+        """Cancel a queued or running job: WLK closed, nothing stored, subscribers told.
+
+        Raises:
+            NotFoundError: no such transcription.
+            AlreadyFinishedError: it has ended already.
+        """
+        found = await self.find_job(job_id)
+        if isinstance(found, StoredJob):
+            if found.status in FINISHED_STATUSES:
+                raise AlreadyFinishedError()
+            # Left unfinished by a previous process and not re-run here (yet): end it now.
+            await self.store.update_job(
+                found.id,
+                status=CANCELLED,
+                error_code=JobCancelledError.code,
+                error_detail=JobCancelledError.default_detail,
+                terminal_event_id=event_id(found.epoch + 1, 1),
+                epoch=found.epoch + 1,
+                spool_path=None,
+            )
+            if found.spool_path:
+                _remove_quietly(Path(found.spool_path))
+            return
+        job = found
+        if job.is_terminal:
+            raise AlreadyFinishedError()
+        logger.info("cancelling transcription %s on request", job.id)
+        job.cancelled_by_request = True
+        job.publish(Failed(JobCancelledError.code, JobCancelledError.default_detail))
+        job.cancel_scope.cancel()
+        with anyio.move_on_after(5):
+            await job.finished.wait()
+
+    def _on_unwatched(self, job: TranscriptionJob) -> None:
+        """The last subscriber left: jobs that need a watcher get the detached grace."""
+        if job.runs_unwatched or job.is_terminal:
+            return
+        grace = self.settings.transcribe_detached_grace_seconds
+        if grace <= 0:
+            self._cancel_unwatched(job)
+            return
+        logger.info("client gone; transcription %s waits %.1f s for a subscriber", job.id, grace)
+        self._task_group.start_soon(self._cancel_if_still_unwatched, job, grace)
+
+    async def _cancel_if_still_unwatched(self, job: TranscriptionJob, grace: float) -> None:
+        with anyio.move_on_after(grace):
+            await job.finished.wait()
+        since = job.unwatched_since
+        if (
+            job.finished.is_set()
+            or job.runs_unwatched
+            or job.subscribers > 0
+            or since is None
+            or time.monotonic() - since < grace - 0.05
+        ):
+            return
+        self._cancel_unwatched(job)
+
+    def _cancel_unwatched(self, job: TranscriptionJob) -> None:
+        job.client_gone = True
+        job.publish(Failed(JobCancelledError.code, "Every client left; transcription cancelled."))
+        job.cancel_scope.cancel()
+
+    async def _run(self, job: TranscriptionJob, ticket: Ticket) -> None:
         upstream_connected = False
+        audio_path = job.audio_path
+        assert audio_path is not None
 
         def on_upstream_connected() -> None:
             nonlocal upstream_connected
@@ -222,6 +471,9 @@ class TranscriptionService:
                     self.metrics.queue_wait.observe(admitted_at - queued_at)
                     if admitted_at - queued_at > 0.01:
                         logger.info("admitted after %.2f s in the queue", admitted_at - queued_at)
+                    job.status = RUNNING
+                    job.updated_at = datetime.now(UTC)
+                    await self.store.update_job(job.id, status=RUNNING)
                     document = await run_transcription(
                         job,
                         audio_path,
@@ -239,7 +491,10 @@ class TranscriptionService:
                     job.publish(Done(document))
                 except ShuttingDownError as exc:
                     logger.warning("left the queue: %s", exc.detail)
-                    job.publish(Failed(exc.code, exc.detail))
+                    if job.runs_unwatched:
+                        job.publish(Suspended())
+                    else:
+                        job.publish(Failed(exc.code, exc.detail))
                 except GatewayError as exc:
                     close_code = close_code_of(exc)
                     cause = exc.__cause__
@@ -261,12 +516,131 @@ class TranscriptionService:
             if upstream_connected:
                 # Every other ending (done, timeout, client gone, shutdown) is our own close.
                 self.metrics.upstream_closes.labels(code=str(close_code or 1000)).inc()
-            _remove_quietly(audio_path)
-            self.jobs.discard(job)
-            job.finished.set()
+            with anyio.CancelScope(shield=True):
+                await self._finish(job)
 
+    async def _finish(self, job: TranscriptionJob) -> None:
+        """Record how the job ended, free its audio and registry entry; shielded, bounded."""
+        if not job.is_terminal:  # cancelled without a word (the task group is going away)
+            job.publish(
+                Suspended()
+                if job.runs_unwatched
+                else Failed(ShuttingDownError.code, ShuttingDownError.default_detail)
+            )
+        outcome = job.latest
+        with anyio.move_on_after(5):
+            await job.recorded.wait()
+        terminal = job.log.latest
+        values: dict[str, object] = {
+            "spool_path": None,
+            "current_seconds": job.current_time,
+            "terminal_event_id": terminal.id if terminal is not None else None,
+        }
+        if isinstance(outcome, Done):
+            status = DONE
+            values.update(current_seconds=job.total_seconds)
+        elif isinstance(outcome, Failed):
+            status = CANCELLED if outcome.code == JobCancelledError.code else FAILED
+            values.update(error_code=outcome.code, error_detail=outcome.detail)
+        else:  # Suspended: left for the next start, audio kept
+            status = QUEUED
+            values = {}
+        values["status"] = status
+        try:
+            with anyio.move_on_after(10):
+                await self.store.update_job(job.id, **values)
+        except GatewayError as exc:
+            logger.error("could not record the end of transcription %s: %s", job.id, exc.detail)
+        # Only now: a reader seeing a finished status finds the row up to date.
+        job.status = status
+        if status != QUEUED and job.audio_path is not None:
+            _remove_quietly(job.audio_path)
+        await self.registry.remove(job)
+        job.finished.set()
+
+    # --- restarts -------------------------------------------------------------------------
+    async def spool_paths_in_use(self) -> set[Path]:
+        """Spooled audio that unfinished jobs still need: a spool cleanup must `keep` these.
+
+        The jobs of this process, and the rows left unfinished that it does not run (queue full
+        at startup): the next start re-runs those from their file.
+        """
+        paths = {job.audio_path for job in self.jobs if job.audio_path is not None}
+        try:
+            rows = await self.store.unfinished_jobs()
+        except GatewayError as exc:
+            logger.error("could not read unfinished transcriptions: %s", exc.detail)
+            rows = []
+        paths.update(Path(row.spool_path) for row in rows if row.spool_path)
+        return paths
+
+    async def recover(self) -> list[str]:
+        """Re-run the jobs a previous process left unfinished; fail those whose audio is gone.
+
+        Returns the ids of the jobs queued again. A database that cannot answer (not migrated,
+        unreachable) is logged, not fatal: the process still serves, the rows wait.
+        """
+        requeued: list[str] = []
+        try:
+            if not await self.store.is_schema_current():
+                logger.warning("not re-running unfinished transcriptions: database not migrated")
+                return requeued
+            rows = await self.store.unfinished_jobs()
+        except GatewayError as exc:
+            logger.error("could not read unfinished transcriptions: %s", exc.detail)
+            return requeued
+        for row in rows:
+            epoch = row.epoch + 1
+            path = Path(row.spool_path) if row.spool_path else None
+            if path is None or not path.is_file():
+                logger.warning("transcription %s interrupted: its audio is gone", row.id)
+                await self.store.update_job(
+                    row.id,
+                    status=FAILED,
+                    epoch=epoch,
+                    terminal_event_id=event_id(epoch, 1),
+                    error_code=JobInterruptedError.code,
+                    error_detail=JobInterruptedError.default_detail,
+                    spool_path=None,
+                )
+                continue
+            try:
+                ticket = self.admission.reserve()
+            except (QueueFullError, ShuttingDownError):
+                logger.warning("transcription %s left for a later start: queue full", row.id)
+                continue
+            job = TranscriptionJob(
+                job_id=row.id,
+                document_id=row.document_id,
+                name=row.name,
+                total_seconds=row.total_seconds,
+                runs_unwatched=True,  # its first client is gone with the old process
+                epoch=epoch,
+                audio_path=path,
+                created_at=row.created_at,
+            )
+            claimed = await self.registry.claim(job)
+            if claimed is not job:
+                ticket.release()
+                await self.store.update_job(
+                    row.id,
+                    status=FAILED,
+                    epoch=epoch,
+                    terminal_event_id=event_id(epoch, 1),
+                    error_code=JobInterruptedError.code,
+                    error_detail="An identical upload is transcribed by another job.",
+                    spool_path=None,
+                )
+                continue
+            await self.store.update_job(row.id, status=QUEUED, epoch=epoch, runs_unwatched=True)
+            logger.info("transcription %s of %s queued again after a restart", row.id, row.name)
+            self._launch(job, ticket)
+            requeued.append(row.id)
+        return requeued
+
+    # --- shutdown -------------------------------------------------------------------------
     def begin_shutdown(self, grace_seconds: float) -> None:
-        """Stop accepting jobs; running ones get `grace_seconds`, then end with SHUTTING_DOWN.
+        """Stop accepting jobs; running ones get `grace_seconds`, then end or are left.
 
         Safe to call more than once (SIGTERM, then the lifespan's own shutdown).
         """
@@ -285,17 +659,46 @@ class TranscriptionService:
     async def _drain(self, grace_seconds: float) -> None:
         with anyio.move_on_after(grace_seconds):
             await self._wait_for_jobs()
-        for job in list(self.jobs):
-            logger.warning("ending transcription of %s: shutdown grace is over", job.document_id)
-            job.publish(Failed(ShuttingDownError.code, ShuttingDownError.default_detail))
+        for job in self.jobs:
+            if job.runs_unwatched:
+                logger.warning("leaving transcription %s for the next start", job.id)
+                job.publish(Suspended())
+            else:
+                logger.warning(
+                    "ending transcription of %s: shutdown grace is over", job.document_id
+                )
+                job.publish(Failed(ShuttingDownError.code, ShuttingDownError.default_detail))
             job.cancel_scope.cancel()
 
     async def _wait_for_jobs(self) -> None:
-        while self.jobs:
-            await next(iter(self.jobs)).finished.wait()
+        while jobs := self.jobs:
+            await jobs[0].finished.wait()
 
     async def shutdown(self, grace_seconds: float) -> None:
         """Drain and wait until every job has ended (bounded by the grace plus a margin)."""
         self.begin_shutdown(grace_seconds)
         with anyio.move_on_after(grace_seconds + 5):
             await self._wait_for_jobs()
+
+
+def _plausible_id(job_id: str) -> bool:
+    return 0 < len(job_id) <= 64 and job_id.isascii() and job_id.isalnum()
+
+
+def _row_of(job: TranscriptionJob) -> StoredJob:
+    return StoredJob(
+        id=job.id,
+        document_id=job.document_id,
+        name=job.name,
+        status=job.status,
+        runs_unwatched=job.runs_unwatched,
+        spool_path=str(job.audio_path) if job.audio_path is not None else None,
+        total_seconds=job.total_seconds,
+        current_seconds=0.0,
+        epoch=job.epoch,
+        terminal_event_id=None,
+        error_code=None,
+        error_detail=None,
+        created_at=job.created_at,
+        updated_at=job.created_at,
+    )

@@ -91,6 +91,13 @@ async def test_gateway_streams_real_wlk_transcript_then_serves_cache(
     assert progress == sorted(progress), progress
     assert all(t["total_time"] == done["total_time"] for t in transcriptions)
     assert all(t["document_id"] == done["document_id"] for t in transcriptions)
+    # A WLK message that changes nothing a client sees makes no frame (issue 9).
+    repeats = [
+        i
+        for i, (a, b) in enumerate(zip(transcriptions, transcriptions[1:], strict=False))
+        if a == b
+    ]
+    assert repeats == [], f"transcription frames repeat the previous one at {repeats}"
 
     # Same bytes again: served from the cache, one done, no new WLK session.
     async with real_wlk_gateway.client() as client:

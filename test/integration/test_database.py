@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import anyio
@@ -15,8 +16,9 @@ from sqlalchemy import create_engine, inspect
 
 from aymurai.db.engine import downgrade_to_base, make_engine, migrate_to_head
 from aymurai.db.models import metadata
-from aymurai.db.store import TranscriptStore
+from aymurai.db.store import StoredJob, TranscriptStore
 from aymurai.simulator import WLKSimulator
+from aymurai.transcription.channel import EPOCH_SPAN
 from test.audio_fixtures import make_audio_file
 from test.e2e import document_words, make_settings, run_gateway, stream_transcription
 from test.postgres import fresh_postgres_database
@@ -114,3 +116,52 @@ async def test_gateway_on_postgres_same_bytes_at_once(tmp_path: Path) -> None:
         assert result.last.event == "done"
         assert document_words(result.last.json()) == ["f700"] * 4
     assert stored.json() == results[0].last.json()
+
+
+async def test_store_jobs_round_trip_list_and_unfinished(database_uri: str) -> None:
+    """Job rows: insert, update, newest-first list with a status filter, unfinished ones, and a
+    64-bit terminal event id (epochs go past 2**31)."""
+    migrate_to_head(database_uri)
+    engine = make_engine(database_uri)
+    store = TranscriptStore(engine, max_threads=4)
+    start = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+    rows = [
+        StoredJob(
+            id=f"job{n}",
+            document_id=uuid.uuid4(),
+            name=f"a{n}.wav",
+            status="queued",
+            runs_unwatched=n % 2 == 0,
+            spool_path=f"/spool/{n}",
+            total_seconds=60.0,
+            current_seconds=0.0,
+            epoch=0,
+            terminal_event_id=None,
+            error_code=None,
+            error_detail=None,
+            created_at=start + timedelta(seconds=n),
+            updated_at=start + timedelta(seconds=n),
+        )
+        for n in range(4)
+    ]
+    try:
+        for row in rows:
+            await store.insert_job(row)
+        await store.update_job(
+            "job1", status="done", terminal_event_id=5 * EPOCH_SPAN + 7, spool_path=None
+        )
+        await store.update_job("job2", status="running", epoch=3)
+        newest = await store.list_jobs(status=None, limit=3)
+        done = await store.list_jobs(status="done", limit=10)
+        unfinished = await store.unfinished_jobs()
+        one = await store.get_job("job1")
+        missing = await store.get_job("nope")
+    finally:
+        engine.dispose()
+    assert [row.id for row in newest] == ["job3", "job2", "job1"]
+    assert [row.id for row in done] == ["job1"]
+    assert [row.id for row in unfinished] == ["job0", "job2", "job3"]
+    assert one is not None and one.terminal_event_id == 5 * EPOCH_SPAN + 7
+    assert one.spool_path is None and one.updated_at != one.created_at
+    assert unfinished[1].epoch == 3 and unfinished[1].runs_unwatched
+    assert missing is None

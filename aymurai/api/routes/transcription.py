@@ -1,4 +1,10 @@
-"""Transcription routes: the SSE stream and the deprecated blocking endpoint."""
+"""Transcription routes: the POST SSE stream and the deprecated blocking endpoint.
+
+Both join a queued or running job of the same document (one WLK session for identical
+uploads). Their jobs need a watcher: when the last one leaves, the job waits
+`TRANSCRIBE_DETACHED_GRACE_SECONDS` for another (the events stream of its `X-Transcription-Id`,
+an identical upload) before it is cancelled. The resource API is in `transcriptions.py`.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +20,9 @@ from fastapi.responses import JSONResponse, Response
 
 from aymurai.api.deps import ServiceDep, SettingsDep
 from aymurai.api.errors import error_response, status_for_code
-from aymurai.api.sse import EventStreamResponse, frames_from_updates, single_done_frame
+from aymurai.api.sse import EventStreamResponse, single_done_frame, snapshot_frames
 from aymurai.api.upload import SpooledUpload, receive_audio_upload, upload_limits
-from aymurai.errors import ClientDisconnectedError, GatewayError
+from aymurai.errors import ClientDisconnectedError, GatewayError, ShuttingDownError
 from aymurai.metrics import (
     OUTCOME_CACHE_HIT,
     OUTCOME_CLIENT_GONE,
@@ -24,14 +30,8 @@ from aymurai.metrics import (
     GatewayMetrics,
 )
 from aymurai.settings import Settings
-from aymurai.transcription.jobs import (
-    Done,
-    Failed,
-    JobUpdate,
-    Keepalive,
-    Transcribing,
-    TranscriptionJob,
-)
+from aymurai.transcription.channel import JobEvent
+from aymurai.transcription.jobs import Done, Failed, Keepalive, TranscriptionJob
 from aymurai.transcription.schemas import ASRDocument
 from aymurai.transcription.service import TranscriptionService
 
@@ -88,84 +88,78 @@ async def _receive(request: Request, settings: Settings) -> SpooledUpload:
     return upload
 
 
-def _has_text(update: JobUpdate | Keepalive) -> bool:
-    if isinstance(update, Transcribing):
-        snapshot = update.snapshot
-        return snapshot is not None and bool(snapshot.speech_lines or snapshot.tail_text)
-    return isinstance(update, Done) and bool(update.document.document)
+def _has_text(event: JobEvent) -> bool:
+    return event.kind in ("transcription", "done") and bool(
+        event.document is not None and event.document.document
+    )
+
+
+async def watched_events(
+    job: TranscriptionJob, settings: Settings
+) -> AsyncIterator[tuple[JobEvent, bool] | Keepalive]:
+    """The job's events for one response, counted as a subscriber while it lasts."""
+    with job.watch():
+        events = job.follow(keepalive_seconds=settings.sse_keepalive)
+        async with aclosing(events):  # type: ignore[type-var]
+            async for item in events:
+                yield item
 
 
 async def _observed(
-    updates: AsyncIterator[JobUpdate | Keepalive], metrics: GatewayMetrics, *, received_at: float
-) -> AsyncIterator[JobUpdate | Keepalive]:
-    """A job's updates as they are, recording the stream's metrics and outcome on the way."""
-    outcome = OUTCOME_CLIENT_GONE  # unless a terminal update goes out
+    events: AsyncIterator[tuple[JobEvent, bool] | Keepalive],
+    metrics: GatewayMetrics,
+    *,
+    received_at: float,
+) -> AsyncIterator[tuple[JobEvent, bool] | Keepalive]:
+    """A job's events as they are, recording the stream's metrics and outcome on the way."""
+    outcome = OUTCOME_CLIENT_GONE  # unless a terminal event goes out
     first_text_seen = False
     metrics.streams_active.inc()
     try:
-        async with aclosing(updates):  # type: ignore[type-var]
-            async for update in updates:
-                if not first_text_seen and _has_text(update):
-                    # A short file may go straight to `done`: that is its first transcript.
-                    first_text_seen = True
-                    metrics.time_to_first_transcript.observe(time.monotonic() - received_at)
-                if isinstance(update, Done):
-                    outcome = OUTCOME_DONE
-                elif isinstance(update, Failed):
-                    outcome = update.code
-                yield update
+        async with aclosing(events):  # type: ignore[type-var]
+            async for item in events:
+                if not isinstance(item, Keepalive):
+                    event = item[0]
+                    if not first_text_seen and _has_text(event):
+                        # A short file may go straight to `done`: that is its first transcript.
+                        first_text_seen = True
+                        metrics.time_to_first_transcript.observe(time.monotonic() - received_at)
+                    if event.kind == "done":
+                        outcome = OUTCOME_DONE
+                    elif event.kind == "error":
+                        outcome = event.error_code or "INTERNAL_ERROR"
+                    elif event.kind == "suspended":
+                        outcome = ShuttingDownError.code
+                yield item
     finally:
         metrics.streams_active.dec()
         metrics.count_request("stream", outcome)
 
 
-async def _cached_or_started(
-    service: TranscriptionService, upload: SpooledUpload, *, use_cache: bool
-) -> ASRDocument | TranscriptionJob:
-    """A cached result, or a started job that now owns the spooled file."""
-    try:
-        if use_cache:
-            cached = await service.find_cached(upload.document_id)
-            if cached is not None:
-                logger.info("cache hit for %s", upload.document_id)
-                upload.path.unlink(missing_ok=True)
-                return cached
-        info = await service.probe(upload.path)
-        logger.info(
-            "audio: %s/%s, %.2f s, %d ch, %d Hz",
-            info.format_name,
-            info.codec,
-            info.duration_seconds,
-            info.channels,
-            info.sample_rate,
-        )
-        return service.start(
-            document_id=upload.document_id,
-            name=upload.filename,
-            audio_path=upload.path,
-            info=info,
-        )
-    except BaseException:
-        upload.path.unlink(missing_ok=True)
-        raise
-
-
-async def _accept(
+async def accept_upload(
     request: Request,
     service: TranscriptionService,
     settings: Settings,
     *,
     endpoint: str,
     use_cache: bool,
+    runs_unwatched: bool,
 ) -> tuple[SpooledUpload, ASRDocument | TranscriptionJob, float]:
-    """Receive, then answer from the cache or start a job; rejections are counted per endpoint.
+    """Receive, then join a running job, answer from the cache or start a job.
 
-    Returns the upload, the outcome and when the upload was fully received (monotonic).
+    Rejections are counted per endpoint. Returns the upload, the outcome and when the upload
+    was fully received (monotonic).
     """
     try:
         upload = await _receive(request, settings)
         received_at = time.monotonic()
-        outcome = await _cached_or_started(service, upload, use_cache=use_cache)
+        outcome = await service.accept(
+            document_id=upload.document_id,
+            name=upload.filename,
+            audio_path=upload.path,
+            use_cache=use_cache,
+            runs_unwatched=runs_unwatched,
+        )
     except GatewayError as exc:
         service.metrics.count_request(endpoint, exc.code)
         raise
@@ -184,19 +178,21 @@ async def transcribe_stream(
 ) -> Response:
     """Transcribe an audio file, streaming the transcript as Server-Sent Events."""
     metrics = service.metrics
-    upload, outcome, received_at = await _accept(
-        request, service, settings, endpoint="stream", use_cache=use_cache
+    upload, outcome, received_at = await accept_upload(
+        request,
+        service,
+        settings,
+        endpoint="stream",
+        use_cache=use_cache,
+        runs_unwatched=False,
     )
     headers = {"X-Document-Id": str(upload.document_id)}
     if isinstance(outcome, ASRDocument):
         metrics.count_request("stream", OUTCOME_CACHE_HIT)
         return EventStreamResponse(single_done_frame(outcome), headers=headers)
-    updates = outcome.updates(
-        min_interval_seconds=settings.transcribe_sse_min_event_interval_seconds,
-        keepalive_seconds=settings.sse_keepalive,
-    )
-    observed = _observed(updates, metrics, received_at=received_at)
-    return EventStreamResponse(frames_from_updates(observed), headers=headers)
+    headers["X-Transcription-Id"] = outcome.id
+    observed = _observed(watched_events(outcome, settings), metrics, received_at=received_at)
+    return EventStreamResponse(snapshot_frames(observed), headers=headers)
 
 
 async def _result_unless_client_leaves(
@@ -235,16 +231,23 @@ async def transcribe_blocking(
 ) -> Response:
     """Deprecated: transcribe an audio file and answer once it is done. Use the stream."""
     metrics = service.metrics
-    upload, outcome, _ = await _accept(
-        request, service, settings, endpoint="blocking", use_cache=use_cache
+    upload, outcome, _ = await accept_upload(
+        request,
+        service,
+        settings,
+        endpoint="blocking",
+        use_cache=use_cache,
+        runs_unwatched=False,
     )
     headers = {"X-Document-Id": str(upload.document_id)}
     if isinstance(outcome, TranscriptionJob):
+        headers["X-Transcription-Id"] = outcome.id
         result = await _result_unless_client_leaves(request, outcome)
         if result is None:
-            # Leaving the job cancelled it (last subscriber), as when a stream's client leaves.
+            # Its job, if nobody else follows it, is cancelled after the detached grace, as when a
+            # stream's client leaves.
             metrics.count_request("blocking", OUTCOME_CLIENT_GONE)
-            logger.info("client gone; blocking transcription cancelled")
+            logger.info("client gone from the blocking endpoint")
             return error_response(
                 499, ClientDisconnectedError.code, ClientDisconnectedError.default_detail
             )
