@@ -19,7 +19,9 @@ from test.e2e import (
     seconds,
     spooled_files,
     stream_transcription,
+    upload_files,
 )
+from test.events import follow_events
 
 pytestmark = pytest.mark.integration
 
@@ -227,3 +229,32 @@ async def test_resume_never_on_undecodable_audio(tmp_path: Path) -> None:
     assert result.last.json()["code"] == "INVALID_AUDIO"
     assert result.of("upstream") == []
     assert len(simulator.sessions) == 1
+
+
+async def test_resume_shows_in_the_resumable_events_stream(tmp_path: Path) -> None:
+    """A resource job resumed once: its events stream has `upstream` reconnecting and resumed,
+    the deltas still add up to the done document."""
+    async with WLKSimulator(speed=20.0) as simulator:
+        settings = make_settings(
+            tmp_path,
+            transcribe_ws_uri=simulator.url_for(
+                fault="close_1011", fault_after=FAULT_AT_SECONDS, fault_times=1
+            ),
+            transcribe_ws_lead_budget_seconds=5.0,
+        )
+        audio = tone_file(tmp_path)
+        async with run_gateway(settings) as gateway, gateway.client() as client:
+            created = await client.post("/asr/transcriptions", files=upload_files(audio))
+            assert created.status_code == 202
+            followed = await follow_events(gateway.base_url, created.json()["id"])
+    assert followed.terminal is not None and followed.terminal.event == "done"
+    notices = [event.json() for event in followed.events if event.event == "upstream"]
+    assert [notice["state"] for notice in notices] == ["reconnecting", "resumed"]
+    done = followed.terminal.json()
+    assert followed.documents[-1] == done["document"]
+    # The file's audio: the failed session's up to the seek point, the resumed one's after it.
+    first, second = simulator.sessions
+    seek_bytes = round(notices[0]["resume_from"] * BYTES_PER_SECOND / 2) * 2
+    assert len(first.pcm) >= seek_bytes
+    whole = bytes(first.pcm[:seek_bytes]) + bytes(second.pcm)
+    assert document_words(done) == simulator.expected_words(whole)
