@@ -1,8 +1,8 @@
 """Simulator behaviour knobs: the ``Fault`` modes and per-session options.
 
 A ``WLKSimulator`` holds defaults; each connection may override them through the query string
-(``/asr?fault=drop&profile=0.2.17&speed=10&fault_after=1.5&diarization=1&worklet=0``), so one
-simulator serves many behaviours. ``fault_times=N`` fires the fault in the first N sessions
+(``/asr?fault=drop&profile=0.2.17&speed=10&fault_after=1.5&diarization=1&worklet=0&dots=1``), so
+one simulator serves many behaviours. ``fault_times=N`` fires the fault in the first N sessions
 that reach it (counted per simulator), so a test can fail a session once and watch the client
 resume on a healthy one; 0 (the default) fires it in every session. Unknown parameters are
 ignored, as the real server ignores them (``language``, ``mode``, ``token`` …). A *known*
@@ -73,6 +73,9 @@ class SessionOptions:
     stall_seconds: float
     snapshot_interval_seconds: float
     pause_seconds: float
+    # Real Whisper hallucinates runs of punctuation (". . . .") in pauses of compressed audio and
+    # WLK passes them on as speech lines: ``?dots=1`` adds such a line after every silence line.
+    punctuation_in_pauses: bool = False
     fault_times: int = 0
     """Fire the fault in the first N sessions of the simulator that reach it; 0 = in all."""
 
@@ -124,6 +127,8 @@ class SessionOptions:
                 ) from None
         if "diarization" in query:
             changes["diarization"] = _parse_bool("diarization", query["diarization"])
+        if "dots" in query:
+            changes["punctuation_in_pauses"] = _parse_bool("dots", query["dots"])
         if "worklet" in query:
             changes["use_audio_worklet"] = _parse_bool("worklet", query["worklet"])
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -40,7 +40,7 @@ from aymurai.transcription.concurrency import open_task_group
 from aymurai.transcription.decode import iter_pcm_chunks
 from aymurai.transcription.jobs import Transcribing, TranscriptionJob, Upstream
 from aymurai.transcription.pool import UpstreamPool
-from aymurai.transcription.schemas import ASRDocument
+from aymurai.transcription.schemas import ASRDocument, ASRParagraph
 from aymurai.transcription.seam import SeamMerger
 from aymurai.transcription.session import (
     SessionOptions,
@@ -48,6 +48,7 @@ from aymurai.transcription.session import (
     expect_config,
     run_session,
 )
+from aymurai.transcription.timeline import StreamTimeline, round_ms
 from aymurai.transcription.transcript import build_paragraphs
 from aymurai.transcription.upstream import (
     ConnectionOptions,
@@ -85,6 +86,7 @@ class PipelineOptions:
     session: SessionOptions
     chunk_seconds: float = 1.0
     resume: ResumeOptions = field(default_factory=ResumeOptions)
+    keep_punctuation_only: bool = False
     max_audio_seconds: float | None = None
 
 
@@ -215,7 +217,9 @@ async def run_transcription(
     """Transcribe one spooled upload and persist the complete result.
 
     Publishes `Transcribing` updates on `job` as WLK's snapshots arrive (current_time never
-    decreases and never exceeds total_time), and `Upstream` updates while resuming.
+    decreases and never exceeds total_time), and `Upstream` updates while resuming. Every time
+    published or stored is in whole milliseconds, and paragraph times never go backwards, the
+    final document included (`StreamTimeline`).
 
     Raises:
         InvalidAudioError: the audio fails to decode midway.
@@ -223,8 +227,17 @@ async def run_transcription(
             failure that was not resumed.
         StorageError: the result could not be stored.
     """
-    total = job.total_seconds
+    total = round_ms(job.total_seconds)
     current_time = 0.0
+    timeline = StreamTimeline()
+    keep_punctuation_only = options.keep_punctuation_only
+
+    def paragraphs_of(snapshot: StatusSnapshot | None, tail_end: float) -> list[ASRParagraph]:
+        built = build_paragraphs(
+            snapshot, tail_end=tail_end, keep_punctuation_only=keep_punctuation_only
+        )
+        return timeline.apply(built)
+
     started = time.monotonic()
     first_snapshot_logged = False
     merger = SeamMerger()
@@ -236,7 +249,7 @@ async def run_transcription(
         nonlocal current_time, first_snapshot_logged, published_key
         offset = merger.offset_seconds
         # Held at the seam until the new session passes it: clients never see time go back.
-        current_time = min(total, max(current_time, offset + progress.processed_seconds))
+        current_time = round_ms(min(total, max(current_time, offset + progress.processed_seconds)))
         snapshot = merger.merge(progress.snapshot, processed_seconds=progress.processed_seconds)
         assert snapshot is not None
         attempt.last_merged = snapshot
@@ -248,7 +261,8 @@ async def run_transcription(
         key = (snapshot.lines, snapshot.tail_text, current_time)
         if key != published_key:
             published_key = key
-            job.publish(Transcribing(job.document_id, snapshot, current_time, total))
+            paragraphs = tuple(paragraphs_of(snapshot, current_time))
+            job.publish(Transcribing(job.document_id, snapshot, current_time, total, paragraphs))
 
     async def run_attempt(*, retry: bool, avoid_first: frozenset[str]) -> StatusSnapshot | None:
         seek = merger.offset_seconds
@@ -332,7 +346,7 @@ async def run_transcription(
             avoid = frozenset({failed.name})
 
     final_merged = merger.merge(final, processed_seconds=max(0.0, total - merger.offset_seconds))
-    paragraphs = build_paragraphs(final_merged, tail_end=total)
+    paragraphs = paragraphs_of(final_merged, total)
     document = ASRDocument(
         document_id=job.document_id, document=paragraphs, current_time=total, total_time=total
     )

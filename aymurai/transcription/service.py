@@ -93,6 +93,7 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
             overlap_seconds=settings.transcribe_ws_resume_overlap_seconds,
             timeout_seconds=settings.transcribe_ws_resume_timeout_seconds,
         ),
+        keep_punctuation_only=settings.transcribe_keep_punctuation_only,
         max_audio_seconds=settings.transcribe_max_audio_seconds,
     )
 
