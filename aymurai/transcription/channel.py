@@ -33,8 +33,10 @@ EPOCH_SPAN = 1_000_000_000
 DEFAULT_HISTORY = 64
 FULL_ENCODINGS_KEPT = 2
 
-EventKind = Literal["queued", "transcription", "line", "done", "error", "suspended"]
+EventKind = Literal["queued", "transcription", "upstream", "line", "done", "error", "suspended"]
 TERMINAL_KINDS: frozenset[str] = frozenset({"done", "error", "suspended"})
+# Events that are not a state of the job: `upstream` notices and the `line`s of live jobs.
+NOTICE_KINDS: frozenset[str] = frozenset({"upstream", "line"})
 
 
 def event_id(epoch: int, sequence: int) -> int:
@@ -59,6 +61,8 @@ class JobEvent:
     line_index: int | None = None
     error_code: str | None = None
     error_detail: str | None = None
+    upstream: dict[str, Any] | None = None
+    """`upstream` only: {"state", "attempt", "resume_from"} of a resume (see `seam.py`)."""
     # Encoded frames, filled by the wire layer (one entry per frame flavour) for all subscribers.
     frames: dict[str, bytes] = field(default_factory=dict)
 
@@ -76,6 +80,8 @@ class JobEvent:
                 ensure_ascii=False,
                 separators=(",", ":"),
             )
+        if self.kind == "upstream":
+            return json.dumps(self.upstream)
         if self.kind == "queued":
             assert self.document is not None
             return json.dumps(
@@ -176,6 +182,19 @@ class MemoryEventLog:
         self._changed.set()
         self._changed = anyio.Event()
 
+    def _newest_state(self) -> list[JobEvent]:
+        """The newest event that carries the job's state, and the notices after it.
+
+        A notice (`upstream`, a live job's `line`) is not a state: a reader that starts (or
+        catches up) on one would have no document to apply the next delta to. A follower joining
+        a live job late sees the lines said from then on, in order; the snapshot holds the rest.
+        """
+        events = list(self._events)
+        for index in range(len(events) - 1, -1, -1):
+            if events[index].kind not in NOTICE_KINDS:
+                return events[index:]
+        return events[-1:]
+
     async def read_after(self, after_id: int, *, timeout_seconds: float | None) -> Read | None:
         latest = self.latest
         if latest is None or latest.id <= after_id:
@@ -186,14 +205,5 @@ class MemoryEventLog:
             if latest is None or latest.id <= after_id:
                 return None
         if after_id < 0 or not any(event.id == after_id for event in self._events):
-            return Read(self._from_newest_state(), gap=True)
+            return Read(self._newest_state(), gap=True)
         return Read([event for event in self._events if event.id > after_id])
-
-    def _from_newest_state(self) -> list[JobEvent]:
-        # A `line` is not a state: the snapshot is the newest other event, and the lines after it
-        # follow (a follower joining late sees the lines said from then on, in order).
-        events = list(self._events)
-        start = len(events) - 1
-        while start > 0 and events[start].kind == "line":
-            start -= 1
-        return events[start:]

@@ -21,7 +21,7 @@ import time
 import wave
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,13 +29,16 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from aymurai.db.store import TranscriptStore
+from aymurai.errors import UpstreamError
+from aymurai.transcription.backends import Backend
 from aymurai.transcription.concurrency import open_task_group
-from aymurai.transcription.jobs import Transcribing, TranscriptionJob, wire_time
-from aymurai.transcription.pipeline import PipelineOptions
-from aymurai.transcription.schemas import ASRDocument
+from aymurai.transcription.jobs import Transcribing, TranscriptionJob
+from aymurai.transcription.pipeline import PipelineOptions, is_resumable, open_upstream
+from aymurai.transcription.pool import UpstreamPool
+from aymurai.transcription.schemas import ASRDocument, ASRParagraph
 from aymurai.transcription.session import PCM_BYTES_PER_SECOND, SessionProgress, run_session
+from aymurai.transcription.timeline import StreamTimeline, round_ms
 from aymurai.transcription.transcript import build_paragraphs
-from aymurai.transcription.upstream import connect_wlk
 from aymurai.transcription.wlk_protocol import StatusSnapshot
 
 logger = logging.getLogger(__name__)
@@ -226,35 +229,49 @@ async def run_live_transcription(
     *,
     options: PipelineOptions,
     store: TranscriptStore,
+    pool: UpstreamPool,
     on_upstream_connected: Callable[[], None] | None = None,
 ) -> ASRDocument:
     """Stream the client's audio through one WLK session; persist and return the document.
 
-    Ends at the end of audio (WLK's final flush), or at once when `control.stop` is set (the
-    latest snapshot is what is stored). `job.total_seconds` becomes the audio's length.
+    The session is leased from `pool` like a file's (per-server caps, failover at connect). Ends
+    at the end of audio (WLK's final flush), or at once when `control.stop` is set (the latest
+    snapshot is what is stored). No resume mid-session: the audio already sent is gone.
+    `job.total_seconds` becomes the audio's length.
 
     Raises:
-        UpstreamError: see `connect_wlk` and `run_session`.
+        UpstreamError: see `open_upstream` and `run_session`.
         StorageError: the result could not be stored.
     """
     audio = control.audio
     current_time = 0.0
     latest: StatusSnapshot | None = None
     started = time.monotonic()
+    timeline = StreamTimeline()
+
+    def paragraphs_of(snapshot: StatusSnapshot | None, tail_end: float) -> list[ASRParagraph]:
+        built = build_paragraphs(
+            snapshot, tail_end=tail_end, keep_punctuation_only=options.keep_punctuation_only
+        )
+        return timeline.apply(built)
 
     def on_progress(progress: SessionProgress) -> None:
         nonlocal current_time, latest
         latest = progress.snapshot
-        total = max(current_time, progress.sent_seconds)
-        current_time = min(total, max(current_time, progress.processed_seconds))
+        total = round_ms(max(current_time, progress.sent_seconds))
+        current_time = round_ms(min(total, max(current_time, progress.processed_seconds)))
         job.total_seconds = total
-        job.publish(Transcribing(job.document_id, progress.snapshot, current_time, total))
+        paragraphs = tuple(paragraphs_of(progress.snapshot, current_time))
+        job.publish(
+            Transcribing(job.document_id, progress.snapshot, current_time, total, paragraphs)
+        )
         lag = progress.sent_seconds - progress.processed_seconds
         if control.on_lag is not None and lag > LAG_REPORT_SECONDS:
             control.on_lag(lag)
 
     job.publish(Transcribing(job.document_id, None, 0.0, 0.0))
     final: StatusSnapshot | None = None
+    backend: Backend | None = None
     with audio.receive:
         with anyio.CancelScope() as stop_scope:
             async with open_task_group() as group:
@@ -265,20 +282,37 @@ async def run_live_transcription(
                     stop_scope.cancel()
 
                 group.start_soon(cancel_on_stop)
-                async with connect_wlk(options.connection) as connection:
-                    logger.info("upstream connected")
-                    if on_upstream_connected is not None:
-                        on_upstream_connected()
-                    final = await run_session(
-                        connection, audio.receive, options=options.session, on_progress=on_progress
-                    )
+                try:
+                    async with AsyncExitStack() as stack:
+                        backend, connection = await open_upstream(
+                            pool,
+                            stack,
+                            config_timeout_seconds=options.session.config_timeout_seconds,
+                            deadline=anyio.current_time() + options.resume.timeout_seconds,
+                            retry=False,
+                        )
+                        logger.info("upstream connected: %s (live)", backend.name)
+                        if on_upstream_connected is not None:
+                            on_upstream_connected()
+                        final = await run_session(
+                            connection,
+                            audio.receive,
+                            options=options.session,
+                            on_progress=on_progress,
+                            config_received=True,
+                        )
+                except UpstreamError as exc:
+                    if backend is not None and is_resumable(exc):
+                        # The server lost the session: the pool routes the next ones elsewhere.
+                        await pool.record_failure(backend, exc)
+                    raise
                 group.cancel_scope.cancel()
         if stop_scope.cancelled_caught:
             final = latest
     audio.ended = True
-    total = wire_time(audio.accepted_seconds)
+    total = round_ms(audio.accepted_seconds)
     job.total_seconds = total
-    paragraphs = build_paragraphs(final, tail_end=total)
+    paragraphs = paragraphs_of(final, total)
     document = ASRDocument(
         document_id=job.document_id, document=paragraphs, current_time=total, total_time=total
     )

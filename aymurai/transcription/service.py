@@ -57,8 +57,8 @@ from aymurai.transcription.jobs import (
     wire_time,
 )
 from aymurai.transcription.live import LiveControl, keeping_audio, run_live_transcription
-from aymurai.transcription.pipeline import PipelineOptions, run_transcription
-from aymurai.transcription.readiness import UpstreamProbe
+from aymurai.transcription.pipeline import PipelineOptions, ResumeOptions, run_transcription
+from aymurai.transcription.pool import UpstreamPool
 from aymurai.transcription.registry import JobRegistry, MemoryJobRegistry
 from aymurai.transcription.schemas import (
     ASRDocument,
@@ -75,7 +75,7 @@ logger = logging.getLogger(__name__)
 def pipeline_options(settings: Settings) -> PipelineOptions:
     return PipelineOptions(
         connection=ConnectionOptions(
-            uri=settings.transcribe_ws_uri,
+            uri=settings.ws_backends[0].uri,  # each job connects to the server it leases
             open_timeout_seconds=settings.transcribe_ws_open_timeout_seconds,
             close_timeout_seconds=settings.transcribe_ws_close_timeout_seconds,
             ping_interval_seconds=settings.ws_ping_interval,
@@ -90,6 +90,11 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
             config_timeout_seconds=settings.transcribe_ws_open_timeout_seconds,
         ),
         chunk_seconds=settings.transcribe_ws_chunk_seconds,
+        resume=ResumeOptions(
+            max_resumes=settings.transcribe_ws_max_resumes,
+            overlap_seconds=settings.transcribe_ws_resume_overlap_seconds,
+            timeout_seconds=settings.transcribe_ws_resume_timeout_seconds,
+        ),
         keep_punctuation_only=settings.transcribe_keep_punctuation_only,
         max_audio_seconds=settings.transcribe_max_audio_seconds,
     )
@@ -140,19 +145,26 @@ class TranscriptionService:
         self.live_decode_limiter = anyio.CapacityLimiter(
             settings.transcribe_max_concurrent_sessions + settings.transcribe_max_queued
         )
+        self.metrics = metrics or GatewayMetrics()
+        backends = settings.ws_backends
         self.admission = AdmissionQueue(
-            max_active=settings.transcribe_max_concurrent_sessions,
+            max_active=sum(backend.max_sessions for backend in backends),
             max_queued=settings.transcribe_max_queued,
         )
-        self.metrics = metrics or GatewayMetrics()
         self.metrics.watch_admission(
             queued=lambda: self.admission.queued, active=lambda: self.admission.active
         )
-        self.upstream_probe = UpstreamProbe(
+        self.pool = UpstreamPool(
+            backends,
             self._options.connection,
-            ttl_seconds=settings.transcribe_ws_probe_ttl_seconds,
-            timeout_seconds=settings.transcribe_ws_probe_timeout_seconds,
+            probe_ttl_seconds=settings.transcribe_ws_probe_ttl_seconds,
+            probe_timeout_seconds=settings.transcribe_ws_probe_timeout_seconds,
+            on_capacity=self.admission.set_max_active,
+            observer=self.metrics,
         )
+        self.metrics.watch_backends(backends)
+        # Brings down servers back (probes with backoff); ends with the task group.
+        task_group.start_soon(self.pool.run_probes)
         self.registry: JobRegistry = registry or MemoryJobRegistry()
         self.accepting = True
 
@@ -485,6 +497,7 @@ class TranscriptionService:
                 control,
                 options=options,
                 store=self.store,
+                pool=self.pool,
                 on_upstream_connected=on_upstream_connected,
             )
 
@@ -518,7 +531,9 @@ class TranscriptionService:
                 options=self._options,
                 store=self.store,
                 decode_limiter=self.decode_limiter,
+                pool=self.pool,
                 on_upstream_connected=on_upstream_connected,
+                on_resume=self.metrics.count_resume,
             )
 
         transcribe = transcribe or transcribe_file
@@ -526,7 +541,6 @@ class TranscriptionService:
         def on_upstream_connected() -> None:
             nonlocal upstream_connected
             upstream_connected = True
-            self.upstream_probe.record_success()
 
         close_code: int | None = None
         try:
