@@ -167,7 +167,8 @@ KEEP_FLUSH_SECONDS = 1.0
 @asynccontextmanager
 async def keeping_audio(audio: LiveAudio, path: Path) -> AsyncIterator[None]:
     """Write what `audio` accepts to the WAV file `path` (in worker threads, once a second)."""
-    audio.kept = bytearray()  # before any await: the client may be sending already
+    if audio.kept is None:
+        audio.kept = bytearray()  # before any await: the client may be sending already
     try:
         writer = await anyio.to_thread.run_sync(_open_wav, path)
     except OSError as exc:

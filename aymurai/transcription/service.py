@@ -18,6 +18,7 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -488,27 +489,32 @@ class TranscriptionService:
         return job, ticket
 
     async def run_live(self, job: TranscriptionJob, ticket: Ticket, control: LiveControl) -> None:
-        """Run a live job to its end (in the caller's task: the WebSocket handler's)."""
-        options = self._options
+        """Run a live job to its end (in the caller's task: the WebSocket handler's).
+
+        Nothing is awaited before `_run`, whose `finally` releases the ticket and records the end:
+        a cancellation at any point cannot leave the job or its slot behind.
+        """
+        keep_path: Path | None = None
+        if self.settings.transcribe_live_keep_audio:
+            keep_path = Path(self.settings.transcribe_live_audio_dir) / f"{job.document_id}.wav"
+            control.audio.kept = bytearray()  # from now: what is sent while queued is kept too
 
         async def transcribe(on_upstream_connected: Callable[[], None]) -> ASRDocument:
-            return await run_live_transcription(
-                job,
-                control,
-                options=options,
-                store=self.store,
-                pool=self.pool,
-                on_upstream_connected=on_upstream_connected,
-            )
+            async with AsyncExitStack() as stack:
+                if keep_path is not None:
+                    await stack.enter_async_context(keeping_audio(control.audio, keep_path))
+                return await run_live_transcription(
+                    job,
+                    control,
+                    options=self._options,
+                    store=self.store,
+                    pool=self.pool,
+                    on_upstream_connected=on_upstream_connected,
+                )
 
         self.metrics.live_sessions_active.inc()
         try:
-            if self.settings.transcribe_live_keep_audio:
-                path = Path(self.settings.transcribe_live_audio_dir) / f"{job.document_id}.wav"
-                async with keeping_audio(control.audio, path):
-                    await self._run(job, ticket, transcribe)
-            else:
-                await self._run(job, ticket, transcribe)
+            await self._run(job, ticket, transcribe)
         finally:
             self.metrics.live_sessions_active.dec()
             if not isinstance(job.latest, Done):

@@ -66,6 +66,7 @@ CLIENT_CLOSE_CODES = frozenset({1000, 1001})
 MAX_REASON_BYTES = 120  # a close reason is at most 123 bytes of UTF-8
 LAG_REPORT_INTERVAL_SECONDS = 1.0
 FORWARD_GRACE_SECONDS = 5.0
+SESSION_MESSAGE_TIMEOUT_SECONDS = 5.0
 
 
 def _query(websocket: WebSocket, settings: Settings) -> tuple[str, str]:
@@ -204,14 +205,17 @@ class LiveConnection:
             job.document_id,
             name,
         )
-        await self.send_json(
-            {
-                "type": "session",
-                "id": job.id,
-                "document_id": str(job.document_id),
-                "request_id": self.request_id,
-            }
-        )
+        # Shielded (and bounded): between `open_live` and `run_live` the job holds a slot that
+        # only `run_live` releases, so nothing here may be cancelled.
+        with anyio.move_on_after(SESSION_MESSAGE_TIMEOUT_SECONDS, shield=True):
+            await self.send_json(
+                {
+                    "type": "session",
+                    "id": job.id,
+                    "document_id": str(job.document_id),
+                    "request_id": self.request_id,
+                }
+            )
         async with anyio.create_task_group() as group:
             group.start_soon(self.forward_events, job)
             group.start_soon(self.report_lag)
