@@ -107,9 +107,7 @@ async def test_resume_after_fault_matches_a_clean_run(
             # Above the 2.5 s pause, below the stall.
             transcribe_ws_idle_timeout_seconds=seconds(idle_timeout),
             # A small lead: WLK has transcribed most of what it received when the fault hits,
-            # so the seek point is well into the file (not 0, which would prove little). Not
-            # smaller: during a pause the received audio we estimate from the simulator's lag
-            # fields lags by the pause, and the in-flight rule would wait for it.
+            # so the seek point is well into the file (not 0, which would prove little).
             transcribe_ws_lead_budget_seconds=5.0,
         )
         audio = tone_file(tmp_path)
