@@ -19,6 +19,9 @@
     ├── ShuttingDownError             SHUTTING_DOWN     the process is draining
     ├── TooManyUploadsError           TOO_MANY_UPLOADS  too many uploads in progress
     ├── SpoolUnavailableError         SPOOL_UNAVAILABLE spool folder missing, full or unwritable
+    ├── LiveParameterError            VALIDATION_ERROR  a bad query parameter of WS /asr/live
+    ├── LiveBufferFullError           LIVE_BUFFER_FULL  live audio waited past the buffer limit
+    ├── LiveTooFastError              AUDIO_TOO_FAST    live audio faster than 2x real time
     ├── UpstreamError                 (abstract)        anything WhisperLiveKit did or did not do
     │   ├── UpstreamUnavailableError  UPSTREAM_UNAVAILABLE   connect or handshake failed
     │   ├── UpstreamServiceError      UPSTREAM_SERVICE_ERROR error status, lost connection
@@ -156,6 +159,24 @@ class TooManyUploadsError(GatewayError):
 class SpoolUnavailableError(GatewayError):
     code = "SPOOL_UNAVAILABLE"
     default_detail = "The gateway cannot store uploads right now (spool folder missing or full)."
+
+
+class LiveParameterError(GatewayError):
+    code = "VALIDATION_ERROR"
+    default_detail = "A query parameter of the live session is invalid."
+
+
+class LiveBufferFullError(GatewayError):
+    code = "LIVE_BUFFER_FULL"
+    default_detail = (
+        "Too much audio is waiting (queued for a session, or the speech recognition server is "
+        "behind); retry later."
+    )
+
+
+class LiveTooFastError(GatewayError):
+    code = "AUDIO_TOO_FAST"
+    default_detail = "Live audio arrives faster than twice real time; send it as it is recorded."
 
 
 class UpstreamError(GatewayError):

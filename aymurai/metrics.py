@@ -15,6 +15,7 @@ Who records what (the layers only call methods here; nothing else imports promet
                                   real-time factor, upstream closes by code
     transcription/pool.py         per WLK server (`backend` label): sessions in use, state,
                                   failures by code; transcription/pipeline.py: resumes
+    api/routes/live.py            live sessions opened, active, errors, lag reported
     (gauges read live)            requests queued, upstream sessions in use (admission queue)
 """
 
@@ -112,6 +113,29 @@ class GatewayMetrics:
             "WhisperLiveKit sessions ended, by WebSocket close code (1000: closed by us after "
             "the result, a client leaving or shutdown; 1006: lost without a close frame).",
             ["code"],
+            registry=registry,
+        )
+        self.live_sessions = Counter(
+            "aymurai_live_sessions",
+            "Live sessions (WS /asr/live) opened, queued or admitted.",
+            registry=registry,
+        )
+        self.live_sessions_active = Gauge(
+            "aymurai_live_sessions_active",
+            "Live sessions (WS /asr/live) open now, queued or streaming.",
+            registry=registry,
+        )
+        self.live_errors = Counter(
+            "aymurai_live_errors",
+            "Live sessions that ended without a stored transcript (refused, upstream or storage "
+            "errors, cancelled).",
+            registry=registry,
+        )
+        self.live_lag = Histogram(
+            "aymurai_live_lag_seconds",
+            "How far WhisperLiveKit was behind a live session's audio, each time it was reported "
+            "to the client (more than 3 s).",
+            buckets=(3.0, 5.0, 10.0, 20.0, 30.0, 60.0),
             registry=registry,
         )
         self.cache_lookups = Counter(

@@ -93,6 +93,17 @@ class Settings(BaseSettings):
     transcribe_max_queued: int = Field(default=100, ge=0)
     transcribe_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
+    # --- Live audio (WS /asr/live) ---------------------------------------------------------------
+    # Audio a live client sends while queued (or while WLK lags) is kept up to this many seconds.
+    transcribe_live_max_buffer_seconds: float = Field(default=30.0, gt=0, le=600)
+    # Pings to live clients (uvicorn's WebSocket pings): a client that vanished without a close is
+    # detected after interval + timeout at most. 0 disables.
+    transcribe_live_ping_interval_seconds: float = Field(default=10.0, ge=0)
+    transcribe_live_ping_timeout_seconds: float = Field(default=10.0, ge=0)
+    # Live audio is not kept unless asked: then as `<dir>/<document_id>.wav` (16 kHz mono s16le).
+    transcribe_live_keep_audio: bool = False
+    transcribe_live_audio_dir: str = "./data/live-audio"
+
     # --- OpenAI-compatible API (/v1) -----------------------------------------------------------
     # Model names accepted in `model` (comma-separated); empty accepts any name.
     transcribe_openai_models: Annotated[list[str], NoDecode] = Field(default_factory=list)

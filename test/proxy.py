@@ -2,7 +2,9 @@
 
 `CuttingProxy(target_port)` listens on 127.0.0.1:0 and forwards every connection to the target;
 `cut()` closes every connection open now (both sides, at once), as a proxy timeout or a dropped
-Wi-Fi does. Used to prove that clients resume a stream and reach the same end.
+Wi-Fi does; `freeze()` stops forwarding but keeps the connections open, as a client that
+vanished without a close (a laptop lid shut, a cable pulled) looks to the server. Used to prove
+that clients resume a stream and reach the same end, and that the gateway finds vanished clients.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class CuttingProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.frozen = asyncio.Event()
 
     @property
     def url(self) -> str:
@@ -53,6 +56,10 @@ class CuttingProxy:
             transport.abort()
         self._writers.clear()
 
+    def freeze(self) -> None:
+        """Stop forwarding anything, either way; the connections stay open (no FIN, no RST)."""
+        self.frozen.set()
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections_accepted += 1
         try:
@@ -76,10 +83,11 @@ class CuttingProxy:
                 self._writers.discard(side)
                 side.transport.abort()
 
-    @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
             while chunk := await reader.read(65536):
+                if self.frozen.is_set():
+                    await asyncio.Event().wait()  # hold the connection open, forward nothing
                 writer.write(chunk)
                 await writer.drain()
 

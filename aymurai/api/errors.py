@@ -50,7 +50,28 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.StorageError: 503,
     errors.UpstreamTimeoutError: 504,
     errors.UpstreamError: 502,
+    errors.LiveParameterError: 422,
+    errors.LiveBufferFullError: 503,
+    errors.LiveTooFastError: 429,
 }
+
+# WS /asr/live ends with a close code, not a status (a browser cannot read a refused handshake's
+# status, so the socket is accepted, then closed with one of these and the detail as reason).
+CLOSE_CODE_BY_ERROR: dict[type[errors.GatewayError], int] = {
+    errors.QueueFullError: 1013,  # try again later
+    errors.ShuttingDownError: 1013,
+    errors.LiveBufferFullError: 1013,
+    errors.LiveTooFastError: 1008,  # policy violation
+    errors.LiveParameterError: 1008,
+    errors.InvalidAudioError: 1007,  # inconsistent data
+}
+
+
+def close_code_for(exc: errors.GatewayError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in CLOSE_CODE_BY_ERROR:
+            return CLOSE_CODE_BY_ERROR[cls]
+    return 1011  # the server failed
 
 
 class FieldError(BaseModel):

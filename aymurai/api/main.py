@@ -24,6 +24,7 @@ from aymurai.api.errors import DEFAULT_ERROR_RESPONSES, install_error_handlers
 from aymurai.api.middleware import RequestIdMiddleware
 from aymurai.api.routes import (
     health,
+    live,
     metrics,
     openai,
     transcription,
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         transcription.router,
         transcriptions.router,
+        live.router,
         validation.router,
         health.router,
         metrics.router,

@@ -94,6 +94,13 @@ def server_options(settings: Settings) -> dict[str, Any]:
     return {
         "http": header_timeout_protocol(settings.api_header_timeout_seconds),
         "timeout_keep_alive": max(1, round(settings.api_header_timeout_seconds)),
+        # Live clients (WS /asr/live) that vanish without a close are found by these pings
+        # (uvicorn's sans-I/O `websockets` implementation; wsproto sends none).
+        "ws": "websockets-sansio",
+        "ws_ping_interval": settings.transcribe_live_ping_interval_seconds or None,
+        "ws_ping_timeout": settings.transcribe_live_ping_timeout_seconds or None,
+        # Live audio frames are small (a MediaRecorder slice, 0.1-1 s of PCM): 1 MiB bounds one.
+        "ws_max_size": 1024 * 1024,
     }
 
 

@@ -67,6 +67,9 @@ class TranscriptionJobRow(SQLModel, table=True):
     terminal_event_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     error_code: str | None = Field(default=None, max_length=64)
     error_detail: str | None = Field(default=None, max_length=2048)
+    # Live sessions (WS /asr/live, migration 0003): who ended it, `client` or `disconnect`.
+    live: bool = False
+    ended_by: str | None = Field(default=None, max_length=16)
     created_at: datetime = Field(
         default_factory=utc_now,
         sa_column=Column(DateTime(timezone=True), nullable=False, index=True),

@@ -50,6 +50,8 @@ class StoredJob:
     error_detail: str | None
     created_at: datetime
     updated_at: datetime
+    live: bool = False
+    ended_by: str | None = None
 
 
 def _freeze_job(row: TranscriptionJobRow | None) -> StoredJob | None:
@@ -70,6 +72,8 @@ def _freeze_job(row: TranscriptionJobRow | None) -> StoredJob | None:
         error_detail=row.error_detail,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        live=row.live,
+        ended_by=row.ended_by,
     )
 
 
@@ -150,6 +154,8 @@ class TranscriptStore:
             error_detail=job.error_detail,
             created_at=job.created_at,
             updated_at=job.updated_at,
+            live=job.live,
+            ended_by=job.ended_by,
         )
         await self._run(lambda s: repository.insert_job(s, row))
 

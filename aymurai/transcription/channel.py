@@ -33,8 +33,10 @@ EPOCH_SPAN = 1_000_000_000
 DEFAULT_HISTORY = 64
 FULL_ENCODINGS_KEPT = 2
 
-EventKind = Literal["queued", "transcription", "upstream", "done", "error", "suspended"]
+EventKind = Literal["queued", "transcription", "upstream", "line", "done", "error", "suspended"]
 TERMINAL_KINDS: frozenset[str] = frozenset({"done", "error", "suspended"})
+# Events that are not a state of the job: `upstream` notices and the `line`s of live jobs.
+NOTICE_KINDS: frozenset[str] = frozenset({"upstream", "line"})
 
 
 def event_id(epoch: int, sequence: int) -> int:
@@ -46,7 +48,8 @@ class JobEvent:
     """One numbered event of a job; its JSON encodings are computed once, on first use.
 
     `document` is the full state for `transcription` and `done`; `delta` (transcription only)
-    is the change from the previous `transcription` event of the same run.
+    is the change from the previous `transcription` event of the same run. A `line` (live jobs)
+    carries one paragraph that is final (`line_index` is its place in the document).
     """
 
     id: int
@@ -54,6 +57,8 @@ class JobEvent:
     document: ASRDocument | None = None
     delta: Delta[ASRParagraph] | None = None
     position: int | None = None
+    line: ASRParagraph | None = None
+    line_index: int | None = None
     error_code: str | None = None
     error_detail: str | None = None
     upstream: dict[str, Any] | None = None
@@ -68,6 +73,13 @@ class JobEvent:
     @cached_property
     def document_json(self) -> str:
         """The full state as the POST stream sends it (`ASRDocument`), or the queued data."""
+        if self.kind == "line":
+            assert self.line is not None
+            return json.dumps(
+                {"index": self.line_index, "paragraph": self.line.model_dump(mode="json")},
+                ensure_ascii=False,
+                separators=(",", ":"),
+            )
         if self.kind == "upstream":
             return json.dumps(self.upstream)
         if self.kind == "queued":
@@ -171,14 +183,15 @@ class MemoryEventLog:
         self._changed = anyio.Event()
 
     def _newest_state(self) -> list[JobEvent]:
-        """The newest event that carries the job's state, and the `upstream` notices after it.
+        """The newest event that carries the job's state, and the notices after it.
 
-        A notice is not a state: a reader that starts (or catches up) on one would have no
-        document to apply the next delta to.
+        A notice (`upstream`, a live job's `line`) is not a state: a reader that starts (or
+        catches up) on one would have no document to apply the next delta to. A follower joining
+        a live job late sees the lines said from then on, in order; the snapshot holds the rest.
         """
         events = list(self._events)
         for index in range(len(events) - 1, -1, -1):
-            if events[index].kind != "upstream":
+            if events[index].kind not in NOTICE_KINDS:
                 return events[index:]
         return events[-1:]
 

@@ -23,7 +23,7 @@ import math
 import time
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,7 +35,7 @@ import anyio
 from aymurai.transcription.channel import EventKind, EventLog, JobEvent, MemoryEventLog, event_id
 from aymurai.transcription.deltas import compute_delta
 from aymurai.transcription.schemas import ASRDocument, ASRParagraph
-from aymurai.transcription.transcript import build_paragraphs
+from aymurai.transcription.transcript import build_paragraphs, final_paragraph_count
 from aymurai.transcription.wlk_protocol import StatusSnapshot
 
 # Job statuses, as the API and the database spell them.
@@ -81,6 +81,11 @@ class Transcribing:
             current_time=wire_time(self.current_time),
             total_time=wire_time(self.total_time),
         )
+
+    @cached_property
+    def final_count(self) -> int:
+        """How many paragraphs of `document` are final (see `final_paragraph_count`)."""
+        return final_paragraph_count(self.snapshot, self.document.document)
 
 
 @dataclass(frozen=True)
@@ -141,6 +146,7 @@ class TranscriptionJob:
         audio_path: Path | None = None,
         created_at: datetime | None = None,
         log: EventLog | None = None,
+        live: bool = False,
     ) -> None:
         self.id = job_id or new_job_id()
         self.document_id = document_id
@@ -153,6 +159,12 @@ class TranscriptionJob:
         self.updated_at = self.created_at
         self.status = QUEUED
         self.log: EventLog = log or MemoryEventLog()
+        # Live jobs (WS /asr/live): a `line` event for each paragraph once it is final, in order,
+        # never retracted; `ended_by` says who ended it (client, disconnect).
+        self.live = live
+        self.lines_emitted = 0
+        self.ended_by: str | None = None
+        self.end_audio: Callable[[], None] | None = None  # live: finish the audio (shutdown)
         self.cancel_scope = anyio.CancelScope()
         self.finished = anyio.Event()
         self.recorded = anyio.Event()  # the recorder appended the terminal event
@@ -259,11 +271,13 @@ class TranscriptionJob:
                     document = update.document
                     paragraphs = tuple(document.document)
                     now = time.monotonic()
-                    if paragraphs == previous:
-                        if document.current_time == previous_time:
-                            continue  # nothing a client can see changed
-                        if now - last_progress_at < progress_interval_seconds:
-                            continue  # progress only: not worth a frame yet
+                    if paragraphs == previous and (
+                        document.current_time == previous_time  # nothing a client sees changed
+                        or now - last_progress_at < progress_interval_seconds  # progress only
+                    ):
+                        # A line may still be due (the snapshot committed a line: same text).
+                        await self._append_lines(paragraphs, update.final_count)
+                        continue
                     delta = compute_delta(previous or (), paragraphs)
                     # Reuse the unchanged paragraphs' objects: the events kept for followers then
                     # cost one document plus their deltas, not one document each.
@@ -278,6 +292,7 @@ class TranscriptionJob:
                     await self.log.append(
                         self._event("transcription", document=document, delta=delta)
                     )
+                    await self._append_lines(document.document, update.final_count)
                 elif isinstance(update, Upstream):
                     await self.log.append(
                         self._event(
@@ -291,6 +306,8 @@ class TranscriptionJob:
                     )
                 elif isinstance(update, Done):
                     self._current_time = update.document.current_time or self._current_time
+                    final = update.document.document
+                    await self._append_lines(final, len(final))
                     await self.log.append(self._event("done", document=update.document))
                 elif isinstance(update, Failed):
                     await self.log.append(
@@ -300,6 +317,14 @@ class TranscriptionJob:
                     await self.log.append(self._event("suspended"))
         finally:
             self.recorded.set()
+
+    async def _append_lines(self, paragraphs: Sequence[ASRParagraph], final_count: int) -> None:
+        if not self.live:
+            return
+        while self.lines_emitted < min(final_count, len(paragraphs)):
+            index = self.lines_emitted
+            self.lines_emitted += 1
+            await self.log.append(self._event("line", line=paragraphs[index], line_index=index))
 
     @contextmanager
     def watch(self) -> Iterator[None]:

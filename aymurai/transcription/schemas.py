@@ -121,3 +121,5 @@ class Transcription(BaseModel):
     error: TranscriptionError | None = None
     document: ASRDocument | None = None
     events_url: str
+    live: bool = False  # a live session (WS /asr/live) rather than an upload
+    ended_by: Literal["client", "disconnect"] | None = None  # live sessions, once ended

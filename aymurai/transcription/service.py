@@ -17,6 +17,8 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -55,6 +57,7 @@ from aymurai.transcription.jobs import (
     TranscriptionJob,
     wire_time,
 )
+from aymurai.transcription.live import LiveControl, keeping_audio, run_live_transcription
 from aymurai.transcription.pipeline import PipelineOptions, ResumeOptions, run_transcription
 from aymurai.transcription.pool import UpstreamPool
 from aymurai.transcription.registry import JobRegistry, MemoryJobRegistry
@@ -139,6 +142,10 @@ class TranscriptionService:
         self._task_group = task_group
         self._options = pipeline_options(settings)
         self.decode_limiter = anyio.CapacityLimiter(settings.transcribe_max_concurrent_decodes)
+        # A live WebM session holds one decoder thread for its whole length (queued ones too).
+        self.live_decode_limiter = anyio.CapacityLimiter(
+            settings.transcribe_max_concurrent_sessions + settings.transcribe_max_queued
+        )
         self.metrics = metrics or GatewayMetrics()
         backends = settings.ws_backends
         self.admission = AdmissionQueue(
@@ -446,10 +453,96 @@ class TranscriptionService:
         job.publish(Failed(JobCancelledError.code, "Every client left; transcription cancelled."))
         job.cancel_scope.cancel()
 
-    async def _run(self, job: TranscriptionJob, ticket: Ticket) -> None:
+    # --- live sessions (WS /asr/live) -----------------------------------------------------
+    async def open_live(self, *, name: str) -> tuple[TranscriptionJob, Ticket]:
+        """A live session's job (a fresh document id) and its admission ticket.
+
+        The caller runs it with `run_live` and must do so (the ticket holds a place).
+
+        Raises:
+            ShuttingDownError: the process is draining.
+            QueueFullError: too many requests are already waiting.
+            StorageError: the job could not be recorded.
+        """
+        if not self.accepting:
+            raise ShuttingDownError()
+        ticket = self.admission.reserve()
+        job = TranscriptionJob(
+            document_id=uuid.uuid4(), name=name, total_seconds=0.0, runs_unwatched=True, live=True
+        )
+        await self.registry.claim(job)  # a fresh document: nobody to join
+        try:
+            await self.store.insert_job(_row_of(job))
+        except BaseException:
+            await self.registry.remove(job)
+            ticket.release()
+            raise
+        job.on_unwatched = self._on_unwatched
+        self._task_group.start_soon(
+            partial(
+                job.record_events,
+                min_interval_seconds=self.settings.transcribe_sse_min_event_interval_seconds,
+                progress_interval_seconds=self.settings.transcribe_sse_progress_interval_seconds,
+            )
+        )
+        self.metrics.live_sessions.inc()
+        return job, ticket
+
+    async def run_live(self, job: TranscriptionJob, ticket: Ticket, control: LiveControl) -> None:
+        """Run a live job to its end (in the caller's task: the WebSocket handler's).
+
+        Nothing is awaited before `_run`, whose `finally` releases the ticket and records the end:
+        a cancellation at any point cannot leave the job or its slot behind.
+        """
+        keep_path: Path | None = None
+        if self.settings.transcribe_live_keep_audio:
+            keep_path = Path(self.settings.transcribe_live_audio_dir) / f"{job.document_id}.wav"
+            control.audio.kept = bytearray()  # from now: what is sent while queued is kept too
+
+        async def transcribe(on_upstream_connected: Callable[[], None]) -> ASRDocument:
+            async with AsyncExitStack() as stack:
+                if keep_path is not None:
+                    await stack.enter_async_context(keeping_audio(control.audio, keep_path))
+                return await run_live_transcription(
+                    job,
+                    control,
+                    options=self._options,
+                    store=self.store,
+                    pool=self.pool,
+                    on_upstream_connected=on_upstream_connected,
+                )
+
+        self.metrics.live_sessions_active.inc()
+        try:
+            await self._run(job, ticket, transcribe)
+        finally:
+            self.metrics.live_sessions_active.dec()
+            if not isinstance(job.latest, Done):
+                self.metrics.live_errors.inc()
+
+    async def _run(
+        self,
+        job: TranscriptionJob,
+        ticket: Ticket,
+        transcribe: Callable[[Callable[[], None]], Awaitable[ASRDocument]] | None = None,
+    ) -> None:
         upstream_connected = False
         audio_path = job.audio_path
-        assert audio_path is not None
+
+        async def transcribe_file(on_upstream_connected: Callable[[], None]) -> ASRDocument:
+            assert audio_path is not None
+            return await run_transcription(
+                job,
+                audio_path,
+                options=self._options,
+                store=self.store,
+                decode_limiter=self.decode_limiter,
+                pool=self.pool,
+                on_upstream_connected=on_upstream_connected,
+                on_resume=self.metrics.count_resume,
+            )
+
+        transcribe = transcribe or transcribe_file
 
         def on_upstream_connected() -> None:
             nonlocal upstream_connected
@@ -475,16 +568,7 @@ class TranscriptionService:
                     job.status = RUNNING
                     job.updated_at = datetime.now(UTC)
                     await self.store.update_job(job.id, status=RUNNING)
-                    document = await run_transcription(
-                        job,
-                        audio_path,
-                        options=self._options,
-                        store=self.store,
-                        decode_limiter=self.decode_limiter,
-                        pool=self.pool,
-                        on_upstream_connected=on_upstream_connected,
-                        on_resume=self.metrics.count_resume,
-                    )
+                    document = await transcribe(on_upstream_connected)
                     self.metrics.observe_success(
                         processing_seconds=time.monotonic() - admitted_at,
                         audio_seconds=job.total_seconds,
@@ -492,7 +576,7 @@ class TranscriptionService:
                     job.publish(Done(document))
                 except ShuttingDownError as exc:
                     logger.warning("left the queue: %s", exc.detail)
-                    if job.runs_unwatched:
+                    if job.runs_unwatched and not job.live:
                         job.publish(Suspended())
                     else:
                         job.publish(Failed(exc.code, exc.detail))
@@ -525,7 +609,7 @@ class TranscriptionService:
         if not job.is_terminal:  # cancelled without a word (the task group is going away)
             job.publish(
                 Suspended()
-                if job.runs_unwatched
+                if job.runs_unwatched and not job.live
                 else Failed(ShuttingDownError.code, ShuttingDownError.default_detail)
             )
         outcome = job.latest
@@ -547,6 +631,8 @@ class TranscriptionService:
             status = QUEUED
             values = {}
         values["status"] = status
+        if job.ended_by is not None and status != QUEUED:
+            values["ended_by"] = job.ended_by
         try:
             with anyio.move_on_after(10):
                 await self.store.update_job(job.id, **values)
@@ -655,13 +741,18 @@ class TranscriptionService:
             grace_seconds,
         )
         self.admission.close()
+        for job in self.jobs:
+            if job.live and job.end_audio is not None:
+                # A live session ends its audio now: WLK flushes within the grace and the
+                # transcript so far is stored, rather than cut off with nothing kept.
+                job.end_audio()
         self._task_group.start_soon(self._drain, grace_seconds)
 
     async def _drain(self, grace_seconds: float) -> None:
         with anyio.move_on_after(grace_seconds):
             await self._wait_for_jobs()
         for job in self.jobs:
-            if job.runs_unwatched:
+            if job.runs_unwatched and not job.live:
                 logger.warning("leaving transcription %s for the next start", job.id)
                 job.publish(Suspended())
             else:
@@ -702,4 +793,5 @@ def _row_of(job: TranscriptionJob) -> StoredJob:
         error_detail=None,
         created_at=job.created_at,
         updated_at=job.created_at,
+        live=job.live,
     )

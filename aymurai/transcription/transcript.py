@@ -83,3 +83,18 @@ def build_paragraphs(
             )
         )
     return paragraphs
+
+
+def final_paragraph_count(snapshot: StatusSnapshot | None, paragraphs: list[ASRParagraph]) -> int:
+    """How many of `paragraphs` (built from `snapshot`) are final: they will not change.
+
+    Every paragraph of a committed speech line but the last one: a later committed line (after a
+    pause, or of a new speaker) closes the one before. Neither the tail nor a trailing silence line
+    closes anything: measured on the real WLK, a pause shown at the end of the transcript may be
+    dropped when speech resumes, and the paragraph before it grows on (the remaining paragraphs
+    become final at the end of the session).
+    """
+    if snapshot is None:
+        return 0
+    committed = sum(1 for line in snapshot.lines if not line.is_silence and line.text.strip())
+    return max(0, min(committed, len(paragraphs)) - 1)

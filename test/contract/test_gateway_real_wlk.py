@@ -93,3 +93,21 @@ async def test_gateway_streams_real_wlk_transcript_then_serves_cache(
     assert [frame.event for frame in again.events] == ["done"]
     assert again.last.json() == done
     assert real_wlk_server.sessions() == [1]
+
+
+async def test_gateway_live_pcm_through_real_wlk(
+    real_wlk_gateway: RunningGateway, real_wlk_server: RealWlk, speech_pcm: bytes
+) -> None:
+    """WS /asr/live at 1.8x real time through the real WLK: lines, done with every stub word."""
+    from test.live import stream_live, ws_url
+
+    result = await stream_live(ws_url(real_wlk_gateway.base_url), speech_pcm, speed=1.8)
+    assert result.kinds[0] == "session"
+    assert result.kinds[-1] == "done", result.messages[-3:]
+    done = result.messages[-1]["document"]
+    assert document_words(done) == real_wlk_server.words()
+    lines = result.of("line")
+    assert [line["paragraph"] for line in lines] == done["document"]
+    async with real_wlk_gateway.client() as client:
+        job = (await client.get(f"/asr/transcriptions/{result.session['id']}")).json()
+    assert job["status"] == "done" and job["ended_by"] == "client"

@@ -52,7 +52,7 @@ async def test_jobs_create_runs_unwatched_to_done_and_stored(
         assert body["events_url"] == f"/asr/transcriptions/{body['id']}/events"
         assert set(body) == {
             "id", "document_id", "name", "status", "position", "current_time", "total_time",
-            "created_at", "updated_at", "error", "document", "events_url",
+            "created_at", "updated_at", "error", "document", "events_url", "live", "ended_by",
         }  # fmt: skip
         service = gateway.app.state.service
         await eventually(lambda: not service.jobs, timeout_seconds=30, what="the job to end")

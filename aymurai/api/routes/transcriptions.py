@@ -92,6 +92,8 @@ def _from_live(job: TranscriptionJob) -> Transcription:
         error=error,
         document=document,
         events_url=f"{_url(job.id)}/events",
+        live=job.live,
+        ended_by=job.ended_by if status in FINISHED_STATUSES else None,
     )
 
 
@@ -112,6 +114,8 @@ def _from_row(row: StoredJob, document: ASRDocument | None) -> Transcription:
         error=error,
         document=document,
         events_url=f"{_url(row.id)}/events",
+        live=row.live,
+        ended_by=row.ended_by,
     )
 
 

@@ -26,6 +26,7 @@ ASSETS: Final[dict[str, str]] = {
     "events.js": "text/javascript",
     "formats.js": "text/javascript",
     "history.js": "text/javascript",
+    "live.js": "text/javascript",
     "sse.js": "text/javascript",
     "transcript.js": "text/javascript",
     "style.css": "text/css",

@@ -2,12 +2,14 @@
 // with the browser's own EventSource (events.js: deltas, resume), list recent transcriptions
 // (history.js) and open one: live while it runs, read when it is done. The transcription runs at
 // the gateway whatever the page does: a reload, a lost connection or a closed tab loses nothing,
-// and the URL's #id reopens it. Cancel deletes it.
+// and the URL's #id reopens it. Cancel deletes it. Record streams the microphone through
+// WS /asr/live (live.js): the transcript grows as one speaks, Stop ends it with the stored document.
 // Talks to the gateway only through its public HTTP API; no framework, no build step.
 
 import { JobEvents } from "./events.js";
 import { RENDERERS } from "./formats.js";
 import { RecentList } from "./history.js";
+import { LiveRecorder } from "./live.js";
 import { TranscriptView } from "./transcript.js";
 
 const $ = (id) => document.getElementById(id);
@@ -34,6 +36,9 @@ const MESSAGES = {
   CONNECTION_LOST: "The connection to the server was lost before the transcription finished.",
   NOT_FOUND: "The server does not know this transcription.",
   INTERRUPTED: "The transcription was interrupted by a server restart and its audio is gone.",
+  LIVE_BUFFER_FULL: "The server could not keep up with the recording. Please try again later.",
+  AUDIO_TOO_FAST: "The audio arrived faster than it is recorded.",
+  MICROPHONE: "The microphone is not available (refused or missing).",
   BAD_RESPONSE: "The server sent an answer this page does not understand.",
 };
 
@@ -60,6 +65,9 @@ const ui = {
   documentId: $("document-id"),
   downloads: document.querySelectorAll("#downloads button"),
   recent: $("recent-list"),
+  record: $("record-button"),
+  stop: $("stop-button"),
+  lag: $("lag"),
 };
 
 const recent = new RecentList(ui.recent, (transcription) => open(transcription));
@@ -82,14 +90,22 @@ let recovering = 0; // streams closed by the browser in a row (see recover)
 const RECOVER_DELAYS_MS = [1000, 2000, 4000, 8000, 16000];
 let clock = null; // {started, rateOrigin: {wall, audio} | null, timer}
 let latest = null; // newest document, for the status line
+let live = null; // the LiveRecorder while recording
 
 function setState(state, text) {
   ui.body.dataset.state = state;
   ui.statusText.textContent = text;
-  const running = state === "uploading" || state === "queued" || state === "transcribing";
+  const recording = state === "recording" || state === "finishing";
+  const running =
+    recording || state === "uploading" || state === "queued" || state === "transcribing";
   ui.start.disabled = running || !selectedFile;
-  ui.cancel.hidden = !running;
+  ui.cancel.hidden = !running || live !== null;
   ui.fileInput.disabled = running;
+  ui.record.hidden = live !== null;
+  ui.record.disabled = running;
+  ui.stop.hidden = live === null;
+  ui.stop.disabled = state !== "recording" && state !== "queued";
+  if (!running) ui.lag.hidden = true;
   if (!running && clock) {
     clearInterval(clock.timer);
     updateTiming();
@@ -424,6 +440,61 @@ async function cancel() {
   else if (response.status !== 409) await showResponseError(response); // 409: it ended meanwhile
 }
 
+/** Record from the microphone through WS /asr/live; the transcript grows as one speaks. */
+async function record() {
+  if (live) return;
+  stopFollowing();
+  reset();
+  generation += 1;
+  const mine = generation;
+  if (ui.player.src) URL.revokeObjectURL(ui.player.src);
+  ui.player.removeAttribute("src");
+  ui.player.hidden = true;
+  selectedFile = null;
+  const name = `recording ${new Date().toISOString().slice(0, 19).replace("T", " ")}`;
+  ui.fileName.textContent = name;
+  const recorder = new LiveRecorder({
+    onSession: (session) => {
+      if (mine !== generation) return;
+      job = { id: session.id, name, document_id: session.document_id };
+      ui.body.dataset.transcriptionId = session.id;
+      ui.documentId.textContent = `Document ${session.document_id}`;
+      history.replaceState(null, "", `#${session.id}`);
+      recent.refresh();
+    },
+    onQueued: (position) => mine === generation && showQueued(position),
+    onAdmitted: () => mine === generation && setState("recording", "Recording…"),
+    onDocument: (doc) => mine === generation && showDocument(doc, false),
+    onLag: (seconds) => {
+      ui.lag.hidden = false;
+      ui.lag.textContent = `recognizer ${Math.round(seconds)} s behind`;
+    },
+    onDone: (doc) => {
+      live = null;
+      if (mine === generation) showDone(doc);
+    },
+    onError: (error) => {
+      live = null;
+      if (mine === generation) showError(error);
+    },
+  });
+  live = recorder;
+  setState("recording", "Recording…");
+  try {
+    await recorder.start({ name });
+  } catch (error) {
+    recorder.releaseMicrophone();
+    live = null;
+    showError({ code: "MICROPHONE", detail: String(error) });
+  }
+}
+
+function stopRecording() {
+  if (!live) return;
+  live.stop();
+  setState("finishing", "Finishing the transcript…");
+}
+
 function download(format) {
   if (!finalDocument) return;
   const { render, type } = RENDERERS[format];
@@ -442,6 +513,8 @@ function download(format) {
 ui.fileInput.addEventListener("change", () => selectFile(ui.fileInput.files[0]));
 ui.start.addEventListener("click", () => transcribe());
 ui.cancel.addEventListener("click", () => cancel());
+ui.record.addEventListener("click", () => record());
+ui.stop.addEventListener("click", () => stopRecording());
 for (const button of ui.downloads) {
   button.addEventListener("click", () => download(button.dataset.format));
 }
