@@ -11,7 +11,9 @@ Who records what (the layers only call methods here; nothing else imports promet
                                   time to the first transcript event
     transcription/service.py      cache lookups, queue wait, processing time, audio seconds,
                                   real-time factor, upstream closes by code
-    (gauges read live)            requests queued, upstream sessions in use (admission queue)
+    (gauges read live)            requests queued, upstream sessions in use (admission queue),
+                                  jobs held per API key name
+    api/auth.py                   requests per API key name and outcome, 401s
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 # What `generate_latest` writes. We name the version ourselves: recent prometheus-client releases
 # label CONTENT_TYPE_LATEST "version=1.0.0", which older Prometheus servers do not know.
@@ -32,6 +36,29 @@ REAL_TIME_FACTOR_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0)
 OUTCOME_DONE = "done"
 OUTCOME_CACHE_HIT = "cache_hit"
 OUTCOME_CLIENT_GONE = "client_gone"
+
+
+class _HeldByKey(Collector):
+    """`aymurai_api_key_jobs{key}`: one series per key name holding jobs now."""
+
+    def __init__(self, held: Callable[[], dict[str, int]]) -> None:
+        self._held = held
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [self._family()]
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "aymurai_api_key_jobs",
+            "Transcriptions queued or running per API key name (TRANSCRIBE_API_KEY_MAX_JOBS).",
+            labels=["key"],
+        )
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        family = self._family()
+        for key, count in sorted(self._held().items()):
+            family.add_metric([key], count)
+        return [family]
 
 
 class GatewayMetrics:
@@ -112,6 +139,29 @@ class GatewayMetrics:
             ["result"],
             registry=registry,
         )
+        # By key *name* (never the key): who uses the gateway, who hits its limits.
+        self.key_requests = Counter(
+            "aymurai_api_key_requests",
+            "Requests that presented a known API key, by key name and outcome (allowed, "
+            "FORBIDDEN, KEY_LIMIT).",
+            ["key", "outcome"],
+            registry=registry,
+        )
+        self.key_unauthenticated = Counter(
+            "aymurai_api_key_unauthenticated",
+            "Requests refused with 401 UNAUTHENTICATED (no key, an unknown key, a bad token).",
+            registry=registry,
+        )
+
+    def count_unauthenticated(self) -> None:
+        self.key_unauthenticated.inc()
+
+    def count_key_request(self, key_name: str, outcome: str) -> None:
+        self.key_requests.labels(key=key_name, outcome=outcome).inc()
+
+    def watch_keys(self, held: Callable[[], dict[str, int]]) -> None:
+        """Jobs queued or running per key name, read at every scrape."""
+        self.registry.register(_HeldByKey(held))
 
     def watch_admission(self, *, queued: Callable[[], int], active: Callable[[], int]) -> None:
         """Read the admission queue's counts at every scrape (no bookkeeping to drift)."""

@@ -12,7 +12,7 @@ import os
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIB = 1024**2
@@ -81,6 +81,16 @@ class Settings(BaseSettings):
     transcribe_max_queued: int = Field(default=100, ge=0)
     transcribe_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
+    # --- API keys (off unless a keys file is set; see README "API keys") ---------------------
+    transcribe_api_keys_file: str | None = None
+    # Queued + running transcriptions one key may hold; past it, 429 KEY_LIMIT. 0 = no limit.
+    transcribe_api_key_max_jobs: int = Field(default=4, ge=0)
+    # Signs the token in a job's `events_url` (EventSource cannot send headers). Replicas behind
+    # one load balancer must share it; unset = a random secret per process.
+    transcribe_events_token_secret: SecretStr | None = None
+    # An events token works while its job runs and this long after it ends (or is issued).
+    transcribe_events_token_ttl_seconds: float = Field(default=3600.0, gt=0)
+
     # --- Readiness (GET /readyz) -------------------------------------------------------------
     # A probe opens a WLK session and closes it at once; its result is reused for the TTL.
     transcribe_ws_probe_ttl_seconds: float = Field(default=10.0, ge=0)
@@ -105,6 +115,15 @@ class Settings(BaseSettings):
         if not value.startswith(("ws://", "wss://")):
             raise ValueError("TRANSCRIBE_WS_URI must start with ws:// or wss://")
         return value
+
+    @field_validator("transcribe_api_keys_file")
+    @classmethod
+    def _absolute_keys_file(cls, value: str | None) -> str | None:
+        return os.path.abspath(value) if value else None
+
+    @property
+    def keys_enabled(self) -> bool:
+        return self.transcribe_api_keys_file is not None
 
     @property
     def ws_ping_interval(self) -> float | None:

@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.EmptyUploadError: 400,
     errors.MalformedRequestError: 400,
+    errors.UnauthenticatedError: 401,
+    errors.ForbiddenError: 403,
+    errors.KeyLimitError: 429,
     errors.NotFoundError: 404,
     errors.UploadTimeoutError: 408,
     errors.AlreadyFinishedError: 409,
@@ -75,7 +78,12 @@ DEFAULT_ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 # Refusals that are part of normal operation under load: INFO, like client mistakes.
-QUIET_ERRORS = (errors.QueueFullError, errors.TooManyUploadsError, errors.ShuttingDownError)
+QUIET_ERRORS = (
+    errors.QueueFullError,
+    errors.TooManyUploadsError,
+    errors.ShuttingDownError,
+    errors.KeyLimitError,
+)
 REQUEST_ID_SCOPE_KEY = "aymurai.request_id"
 
 CODE_BY_STATUS = {
@@ -127,8 +135,10 @@ async def handle_gateway_error(_request: Request, exc: Exception) -> JSONRespons
     assert isinstance(exc, errors.GatewayError)
     status = status_for(exc)
     headers = None
-    if isinstance(exc, errors.QueueFullError | errors.TooManyUploadsError):
+    if isinstance(exc, errors.QueueFullError | errors.TooManyUploadsError | errors.KeyLimitError):
         headers = {"Retry-After": str(exc.retry_after_seconds)}
+    elif isinstance(exc, errors.UnauthenticatedError):
+        headers = {"WWW-Authenticate": "Bearer"}
     if isinstance(exc, errors.ClientDisconnectedError):
         logger.info("client disconnected: %s", exc.detail)
     elif status >= 500 and not isinstance(exc, QUIET_ERRORS):

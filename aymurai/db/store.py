@@ -50,6 +50,7 @@ class StoredJob:
     error_detail: str | None
     created_at: datetime
     updated_at: datetime
+    key_name: str | None = None
 
 
 def _freeze_job(row: TranscriptionJobRow | None) -> StoredJob | None:
@@ -70,6 +71,7 @@ def _freeze_job(row: TranscriptionJobRow | None) -> StoredJob | None:
         error_detail=row.error_detail,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        key_name=row.key_name,
     )
 
 
@@ -150,6 +152,7 @@ class TranscriptStore:
             error_detail=job.error_detail,
             created_at=job.created_at,
             updated_at=job.updated_at,
+            key_name=job.key_name,
         )
         await self._run(lambda s: repository.insert_job(s, row))
 
@@ -160,11 +163,13 @@ class TranscriptStore:
     async def get_job(self, job_id: str) -> StoredJob | None:
         return await self._run(lambda s: _freeze_job(repository.get_job(s, job_id)))
 
-    async def list_jobs(self, *, status: str | None, limit: int) -> list[StoredJob]:
+    async def list_jobs(
+        self, *, status: str | None, limit: int, key_name: str | None = None
+    ) -> list[StoredJob]:
         def work(s: Session) -> list[StoredJob]:
             return [
                 frozen
-                for row in repository.list_jobs(s, status=status, limit=limit)
+                for row in repository.list_jobs(s, status=status, limit=limit, key_name=key_name)
                 if (frozen := _freeze_job(row)) is not None
             ]
 
