@@ -196,6 +196,8 @@ class AdmissionQueue:
             raise QueueFullError(self.retry_after_seconds())
         else:
             self._waiting.append(ticket)
+            # Round-robin may place it ahead of other keys' tickets: they move back one.
+            self._announce_positions()
         self._held[key] = self._held.get(key, 0) + 1
         return ticket
 
@@ -218,6 +220,9 @@ class AdmissionQueue:
         while self._waiting and self._active < self.max_active:
             self._active += 1
             self._waiting.popleft().grant()
+        self._announce_positions()
+
+    def _announce_positions(self) -> None:
         for position, waiting in enumerate(self._waiting, start=1):
             waiting.move_to(position)
 
