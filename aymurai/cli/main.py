@@ -41,9 +41,10 @@ exit codes:
   2    bad command line
   3    the input cannot be read or the output cannot be written (FILE_ERROR)
   4    the gateway rejected the upload (EMPTY_UPLOAD, UPLOAD_TOO_LARGE, AUDIO_TOO_LONG,
-       INVALID_AUDIO, MALFORMED_REQUEST, UPLOAD_TIMEOUT, VALIDATION_ERROR, any other HTTP 4xx)
+       INVALID_AUDIO, MALFORMED_REQUEST, UPLOAD_TIMEOUT, VALIDATION_ERROR, UNAUTHENTICATED,
+       FORBIDDEN, any other HTTP 4xx)
   5    the gateway is busy; retry later (QUEUE_FULL, TOO_MANY_UPLOADS, SPOOL_UNAVAILABLE,
-       SHUTTING_DOWN)
+       SHUTTING_DOWN, KEY_LIMIT)
   6    the speech recognizer failed (UPSTREAM_UNAVAILABLE, UPSTREAM_SERVICE_ERROR,
        UPSTREAM_PROTOCOL_ERROR, UPSTREAM_TIMEOUT)
   7    the gateway cannot be reached or the connection broke (CONNECTION_FAILED,
@@ -51,7 +52,8 @@ exit codes:
   130  interrupted (Ctrl-C)
 
 Errors are reported on stderr as one line: `{PROG}: error: CODE: detail (HTTP status, request_id)`.
-The gateway URL may also be set with the AYMURAI_URL environment variable.
+The gateway URL may also be set with the AYMURAI_URL environment variable, the API key with
+AYMURAI_API_KEY (safer than --api-key, which other users can see in the process list).
 """
 
 _EXIT_BY_CODE = {
@@ -66,6 +68,9 @@ _EXIT_BY_CODE = {
     "TOO_MANY_UPLOADS": EXIT_BUSY,
     "SPOOL_UNAVAILABLE": EXIT_BUSY,
     "SHUTTING_DOWN": EXIT_BUSY,
+    "KEY_LIMIT": EXIT_BUSY,
+    "UNAUTHENTICATED": EXIT_REJECTED,
+    "FORBIDDEN": EXIT_REJECTED,
     "UPSTREAM_UNAVAILABLE": EXIT_TRANSCRIPTION,
     "UPSTREAM_SERVICE_ERROR": EXIT_TRANSCRIPTION,
     "UPSTREAM_PROTOCOL_ERROR": EXIT_TRANSCRIPTION,
@@ -112,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"gateway base URL (default: $AYMURAI_URL or {DEFAULT_URL})",
     )
     transcribe.add_argument(
+        "--api-key",
+        default=os.environ.get("AYMURAI_API_KEY") or None,
+        help="API key, sent as `Authorization: Bearer` (default: $AYMURAI_API_KEY)",
+    )
+    transcribe.add_argument(
         "--no-cache",
         dest="use_cache",
         action="store_false",
@@ -139,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The header that carries an API key (none when keys are off)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
 def choose_format(requested: str | None, output: Path | None) -> Format:
     if requested is not None:
         return requested  # type: ignore[return-value]  # argparse restricted it to FORMATS
@@ -161,7 +176,9 @@ def transcribe(args: argparse.Namespace, stderr: Console) -> ASRDocument:
     try:
         with (
             audio,
-            httpx.Client(base_url=args.url, timeout=timeout) as client,
+            httpx.Client(
+                base_url=args.url, timeout=timeout, headers=auth_headers(args.api_key)
+            ) as client,
             open_transcription(
                 client, audio, filename=path.name, use_cache=args.use_cache
             ) as stream,

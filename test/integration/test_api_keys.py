@@ -25,6 +25,7 @@ from test.e2e import (
     upload_files,
 )
 from test.keyed import Keys, make_distinct_audio, make_keys_file
+from test.postgres import fresh_postgres_database
 
 pytestmark = pytest.mark.integration
 
@@ -193,6 +194,36 @@ async def test_keys_a_key_sees_only_its_own_jobs_admin_sees_all(
             f"/asr/transcriptions/{theirs_id}", headers=keys.header("ops")
         )
         assert admin_view.json()["status"] == "done"
+
+
+@pytest.mark.postgres
+async def test_keys_own_jobs_on_postgres(
+    tmp_path: Path, wlk_simulator: WLKSimulator, keys: Keys
+) -> None:
+    """On PostgreSQL too, job rows record their key's name and a key lists its own only."""
+    with fresh_postgres_database() as uri:
+        settings = make_settings(
+            tmp_path,
+            transcribe_ws_uri=wlk_simulator.url,
+            transcribe_api_keys_file=str(keys.file),
+            sqlalchemy_database_uri=uri,
+        )
+        async with run_gateway(settings) as gateway, gateway.client() as client:
+            ids = {}
+            for index, name in enumerate(("alice", "bob")):
+                audio = make_distinct_audio(tmp_path, 40 + index, bursts=1)
+                created = await _create(client, audio, keys.header(name))
+                assert created.status_code == 202
+                ids[name] = created.json()["id"]
+            for name, job_id in ids.items():
+                listed = await client.get("/asr/transcriptions", headers=keys.header(name))
+                assert [item["id"] for item in listed.json()] == [job_id]
+            everything = await client.get("/asr/transcriptions", headers=keys.header("ops"))
+            assert {item["id"] for item in everything.json()} == set(ids.values())
+            rows = await gateway.app.state.service.store.list_jobs(status=None, limit=10)
+            assert {row.key_name for row in rows} == {"alice", "bob"}
+            service = gateway.app.state.service
+            await eventually(lambda: not service.jobs, timeout_seconds=30, what="the jobs to end")
 
 
 async def _read_events(client: httpx.AsyncClient, url: str) -> tuple[int, list[str]]:
@@ -391,3 +422,49 @@ def test_keys_cli_add_list_remove_as_a_subprocess(tmp_path: Path) -> None:
     assert run("remove", "court-7").returncode == 0
     assert run("list").stdout == ""
     assert run("remove", "court-7").returncode == 1
+
+
+async def _run_asr_cli(*args: str, api_key: str | None) -> tuple[int, str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"AYMURAI_URL", "AYMURAI_API_KEY"}}
+    if api_key is not None:
+        env["AYMURAI_API_KEY"] = api_key
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).with_name("aymurai-asr")),
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        async with asyncio.timeout(seconds(60)):
+            stdout, stderr = await process.communicate()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+async def test_keys_cli_takes_the_key_from_aymurai_api_key(
+    tmp_path: Path, keyed_gateway: RunningGateway, keys: Keys
+) -> None:
+    """`aymurai-asr` sends $AYMURAI_API_KEY (or --api-key); no key exits 4 UNAUTHENTICATED, a key
+    without `transcribe` exits 4 FORBIDDEN."""
+    audio = str(make_distinct_audio(tmp_path, 50, bursts=1))
+    url = keyed_gateway.base_url
+    code, out, err = await _run_asr_cli(
+        "transcribe", audio, "--url", url, "--format", "json", api_key=keys.by_name["alice"]
+    )
+    assert code == 0, err
+    assert '"document_id"' in out
+    code, _, err = await _run_asr_cli("transcribe", audio, "--url", url, api_key=None)
+    assert code == 4
+    assert err.startswith("aymurai-asr: error: UNAUTHENTICATED: ")
+    reviewer = keys.by_name["reviewer"]
+    code, _, err = await _run_asr_cli(
+        "transcribe", audio, "--url", url, "--api-key", reviewer, api_key=None
+    )
+    assert code == 4
+    assert err.startswith("aymurai-asr: error: FORBIDDEN: ")
