@@ -1,6 +1,7 @@
 // The page: pick a file, POST it to /asr/transcribe/stream, follow the event stream.
 // Talks to the gateway only through its public HTTP API; no framework, no build step.
 
+import { authHeaders, setupKeyField } from "./apikey.js";
 import { RENDERERS } from "./formats.js";
 import { readEvents } from "./sse.js";
 import { TranscriptView } from "./transcript.js";
@@ -19,6 +20,9 @@ const MESSAGES = {
   UPSTREAM_PROTOCOL_ERROR: "The speech recognition service is not configured correctly.",
   UPSTREAM_TIMEOUT: "The speech recognition service stopped answering.",
   INTERNAL_ERROR: "The server failed unexpectedly.",
+  UNAUTHENTICATED: "This server needs an API key: enter yours under “API key”.",
+  FORBIDDEN: "This API key may not transcribe.",
+  KEY_LIMIT: "This API key already has as many transcriptions running as it may. Please wait for one to finish.",
   NETWORK_ERROR: "Cannot reach the server. Check your connection and try again.",
   CONNECTION_LOST: "The connection to the server was lost before the transcription finished.",
   BAD_RESPONSE: "The server sent an answer this page does not understand.",
@@ -174,7 +178,7 @@ async function transcribe() {
     response = await fetch(url, {
       method: "POST",
       body: form,
-      headers: { Accept: "text/event-stream" },
+      headers: { Accept: "text/event-stream", ...authHeaders() },
       signal: controller.signal,
     });
   } catch (error) {
@@ -250,6 +254,7 @@ function download(format) {
   setTimeout(() => URL.revokeObjectURL(link.href), 10000);
 }
 
+setupKeyField($("api-key"));
 ui.fileInput.addEventListener("change", () => selectFile(ui.fileInput.files[0]));
 ui.start.addEventListener("click", () => transcribe());
 ui.cancel.addEventListener("click", () => controller && controller.abort());

@@ -1,0 +1,31 @@
+// The API key field: kept in sessionStorage (this tab only, gone when it closes), sent as an
+// `Authorization: Bearer` header with fetch. Never put in a URL: the events stream, which
+// EventSource opens without headers, uses the signed `events_url` the gateway returns instead.
+
+const STORAGE_KEY = "aymurai.apiKey";
+
+function storage() {
+  try {
+    return window.sessionStorage;
+  } catch {
+    return null; // storage disabled: the key lives in the field only
+  }
+}
+
+export function setupKeyField(input) {
+  if (!input) return;
+  const saved = storage()?.getItem(STORAGE_KEY);
+  if (saved) input.value = saved;
+  input.addEventListener("change", () => {
+    const value = input.value.trim();
+    if (value) storage()?.setItem(STORAGE_KEY, value);
+    else storage()?.removeItem(STORAGE_KEY);
+  });
+}
+
+// Headers carrying the key, or none when the field is empty (keys off on this gateway).
+export function authHeaders() {
+  const field = document.getElementById("api-key");
+  const value = ((field && field.value) || storage()?.getItem(STORAGE_KEY) || "").trim();
+  return value ? { Authorization: `Bearer ${value}` } : {};
+}
