@@ -67,6 +67,22 @@ def load_key_ring(settings: Settings) -> KeyRing | None:
     return ring
 
 
+def _drop_security_from_openapi(app: FastAPI) -> None:
+    """Keys off: the schema must not claim routes need a key (clients and fuzzers believe it)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.get("components", {}).pop("securitySchemes", None)
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.pop("security", None)
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def _add_admin_docs(app: FastAPI) -> None:
     """/openapi.json and /docs behind the `admin` scope (FastAPI's own ones are open)."""
 
@@ -142,6 +158,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     if key_ring is not None:
         _add_admin_docs(app)
+    else:
+        _drop_security_from_openapi(app)
     install_error_handlers(app)
     for router in (
         transcription.router,

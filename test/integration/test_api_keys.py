@@ -4,6 +4,7 @@ the per-key limit and the keys CLI."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -14,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from aymurai.api.main import create_app
+from aymurai.keys import KeysFileError
 from aymurai.simulator import WLKSimulator
 from test.e2e import (
     RunningGateway,
@@ -468,3 +471,29 @@ async def test_keys_cli_takes_the_key_from_aymurai_api_key(
     )
     assert code == 4
     assert err.startswith("aymurai-asr: error: FORBIDDEN: ")
+
+
+def test_keys_off_on_a_public_address_warns_at_startup(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Keys off and API_HOST not loopback: one WARNING; loopback or keys on: none."""
+    with caplog.at_level(logging.WARNING, logger="aymurai.api.main"):
+        create_app(make_settings(tmp_path, api_host="0.0.0.0"))
+    assert [r.levelno for r in caplog.records] == [logging.WARNING]
+    assert "TRANSCRIBE_API_KEYS_FILE" in caplog.records[0].getMessage()
+    caplog.clear()
+    keys = make_keys_file(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="aymurai.api.main"):
+        create_app(make_settings(tmp_path, api_host="127.0.0.1"))
+        create_app(
+            make_settings(tmp_path, api_host="0.0.0.0", transcribe_api_keys_file=str(keys.file))
+        )
+    assert caplog.records == []
+
+
+def test_keys_file_not_ours_stops_the_startup(tmp_path: Path) -> None:
+    """A keys file that does not parse refuses to build the app (never start open by mistake)."""
+    broken = tmp_path / "keys.json"
+    broken.write_text('{"keys": [{"name": "a"}]}')
+    with pytest.raises(KeysFileError):
+        create_app(make_settings(tmp_path, transcribe_api_keys_file=str(broken)))

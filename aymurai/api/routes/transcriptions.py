@@ -349,7 +349,6 @@ async def transcription_events(
     last_event_id: str | None = None,
     token: str | None = Query(
         default=None,
-        max_length=96,
         description="The token of this job's `events_url` (API keys on): for EventSource, "
         "which cannot send a key header",
     ),
