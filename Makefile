@@ -20,6 +20,9 @@ install-contract: ## Install the real WhisperLiveKit server code (0.2.26 and 0.2
 install-browser: ## Install Chromium and Firefox ESR for the browser tests (Debian packages, as root)
 	bash scripts/install-browser.sh
 
+install-node: ## Install the Node test clients (test/node: the npm eventsource package) with npm ci
+	bash scripts/install-node.sh
+
 run: ## Run the gateway (migrates the database, serves on API_HOST:API_PORT)
 	$(BIN)/aymurai-api
 
@@ -63,4 +66,4 @@ clean: ## Remove caches and build leftovers (keeps .venv and data/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info test-output
 
 
-.PHONY: help install install-contract install-browser run simulator format lint test test-unit test-integration test-install test-contract test-browser migrate revision clean
+.PHONY: help install install-contract install-browser install-node run simulator format lint test test-unit test-integration test-install test-contract test-browser migrate revision clean

@@ -25,6 +25,7 @@ from test.browser.bidi import BiDiClient, launch_firefox
 from test.browser.conftest import SCREENSHOTS
 from test.browser.expected import expected_paragraphs
 from test.e2e import RunningGateway, require, seconds
+from test.resume import cut_as_job_advances, newest_job, resume_setup
 
 pytestmark = pytest.mark.browser
 
@@ -94,9 +95,9 @@ def require_firefox() -> None:
     require(FIREFOX.exists(), f"{FIREFOX} is missing: run `make install-browser`")
 
 
-@pytest.fixture
-async def firefox_page(gateway: RunningGateway) -> AsyncIterator[FirefoxPage]:
-    """Headless Firefox on a fresh profile showing `/`; page errors fail the test."""
+@contextlib.asynccontextmanager
+async def firefox_on(url: str) -> AsyncIterator[FirefoxPage]:
+    """Headless Firefox on a fresh profile showing `url`; page errors fail the test."""
     require_firefox()
     async with launch_firefox(FIREFOX, timeout_seconds=seconds(30)) as firefox:
         async with BiDiClient.connect(firefox.websocket_url + "/session") as bidi:
@@ -118,7 +119,7 @@ async def firefox_page(gateway: RunningGateway) -> AsyncIterator[FirefoxPage]:
                 )
                 await bidi.send(
                     "browsingContext.navigate",
-                    {"context": page.context, "url": gateway.base_url + "/", "wait": "complete"},
+                    {"context": page.context, "url": url, "wait": "complete"},
                     timeout_seconds=seconds(20),
                 )
                 yield page
@@ -129,6 +130,13 @@ async def firefox_page(gateway: RunningGateway) -> AsyncIterator[FirefoxPage]:
                     async with asyncio.timeout(seconds(10)):
                         await firefox.process.wait()
     assert page.errors == [], page.errors
+
+
+@pytest.fixture
+async def firefox_page(gateway: RunningGateway) -> AsyncIterator[FirefoxPage]:
+    """Headless Firefox showing the gateway's `/`."""
+    async with firefox_on(gateway.base_url + "/") as page:
+        yield page
 
 
 async def test_firefox_page_transcript_equals_done_document(
@@ -170,3 +178,28 @@ async def test_firefox_page_invalid_audio_shows_readable_error(
     assert shown["meta"].startswith("INVALID_AUDIO") and "request " in shown["meta"]
     assert shown["resultHidden"] is True
     await firefox_page.screenshot("web-page-firefox-error.png")
+
+
+async def test_firefox_page_eventsource_resumes_through_cutting_proxy(tmp_path: Path) -> None:
+    """Page served through a proxy cut 3 times: Firefox's own EventSource reconnects, the page
+    ends done with the stored transcript, and the simulator saw one session."""
+    async with resume_setup(tmp_path) as setup:
+        async with firefox_on(setup.proxy.url + "/") as page:
+            file_input = await page.bidi.element(page.context, "#file-input")
+            await page.bidi.send(
+                "input.setFiles",
+                {"context": page.context, "element": file_input, "files": [str(setup.audio)]},
+            )
+            await page.bidi.click(page.context, "#start-button")
+            async with setup.gateway.client() as client:
+                job_id = await newest_job(client)
+                await cut_as_job_advances(setup, job_id)
+                state = await page.wait_for_end_state(seconds(60))
+                stored = (await client.get(f"/asr/transcriptions/{job_id}")).json()
+            rendered = await page.js(RENDERED_PARAGRAPHS)
+            shown_id = await page.js("document.body.dataset.transcriptionId")
+    assert state == "done"
+    assert shown_id == job_id
+    assert rendered == expected_paragraphs(ASRDocument.model_validate(stored["document"]))
+    assert setup.proxy.cuts == 3
+    assert len(setup.simulator.sessions) == 1

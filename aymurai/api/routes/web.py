@@ -24,7 +24,9 @@ from aymurai.web import STATIC_DIR
 ASSETS: Final[dict[str, str]] = {
     "apikey.js": "text/javascript",
     "app.js": "text/javascript",
+    "events.js": "text/javascript",
     "formats.js": "text/javascript",
+    "history.js": "text/javascript",
     "sse.js": "text/javascript",
     "transcript.js": "text/javascript",
     "style.css": "text/css",

@@ -12,7 +12,7 @@ function storage() {
   }
 }
 
-export function setupKeyField(input) {
+export function setupKeyField(input, onChange) {
   if (!input) return;
   const saved = storage()?.getItem(STORAGE_KEY);
   if (saved) input.value = saved;
@@ -20,6 +20,7 @@ export function setupKeyField(input) {
     const value = input.value.trim();
     if (value) storage()?.setItem(STORAGE_KEY, value);
     else storage()?.removeItem(STORAGE_KEY);
+    if (onChange) onChange();
   });
 }
 

@@ -1,9 +1,14 @@
-// The page: pick a file, POST it to /asr/transcribe/stream, follow the event stream.
+// The page: pick a file, create a transcription (POST /asr/transcriptions), follow its events
+// with the browser's own EventSource (events.js: deltas, resume), list recent transcriptions
+// (history.js) and open one: live while it runs, read when it is done. The transcription runs at
+// the gateway whatever the page does: a reload, a lost connection or a closed tab loses nothing,
+// and the URL's #id reopens it. Cancel deletes it.
 // Talks to the gateway only through its public HTTP API; no framework, no build step.
 
 import { authHeaders, setupKeyField } from "./apikey.js";
+import { JobEvents } from "./events.js";
 import { RENDERERS } from "./formats.js";
-import { readEvents } from "./sse.js";
+import { RecentList } from "./history.js";
 import { TranscriptView } from "./transcript.js";
 
 const $ = (id) => document.getElementById(id);
@@ -11,20 +16,28 @@ const $ = (id) => document.getElementById(id);
 const MESSAGES = {
   EMPTY_UPLOAD: "The file is empty.",
   UPLOAD_TOO_LARGE: "The file is larger than this server accepts.",
+  AUDIO_TOO_LONG: "The recording is longer than this server accepts.",
+  MALFORMED_REQUEST: "The upload was damaged on its way to the server. Please try again.",
+  UPLOAD_TIMEOUT: "The upload was too slow. Check your connection and try again.",
   INVALID_AUDIO: "This file is not an audio or video file the server can read.",
   VALIDATION_ERROR: "The server did not accept the request.",
   QUEUE_FULL: "The server is busy with other transcriptions. Please try again in a few minutes.",
+  TOO_MANY_UPLOADS: "The server is receiving too many files right now. Please try again in a minute.",
+  SPOOL_UNAVAILABLE: "The server has no room to store the upload right now. Please try again later.",
   SHUTTING_DOWN: "The server is restarting. Please try again in a minute.",
+  STORAGE_ERROR: "The server could not store the transcript.",
   UPSTREAM_UNAVAILABLE: "The speech recognition service cannot be reached right now.",
   UPSTREAM_SERVICE_ERROR: "The speech recognition service failed during the transcription.",
   UPSTREAM_PROTOCOL_ERROR: "The speech recognition service is not configured correctly.",
   UPSTREAM_TIMEOUT: "The speech recognition service stopped answering.",
   INTERNAL_ERROR: "The server failed unexpectedly.",
   UNAUTHENTICATED: "This server needs an API key: enter yours under “API key”.",
-  FORBIDDEN: "This API key may not transcribe.",
+  FORBIDDEN: "This API key may not do this.",
   KEY_LIMIT: "This API key already has as many transcriptions running as it may. Please wait for one to finish.",
   NETWORK_ERROR: "Cannot reach the server. Check your connection and try again.",
   CONNECTION_LOST: "The connection to the server was lost before the transcription finished.",
+  NOT_FOUND: "The server does not know this transcription.",
+  INTERRUPTED: "The transcription was interrupted by a server restart and its audio is gone.",
   BAD_RESPONSE: "The server sent an answer this page does not understand.",
 };
 
@@ -39,6 +52,7 @@ const ui = {
   status: $("status"),
   statusText: $("status-text"),
   queue: $("queue-position"),
+  connection: $("connection"),
   progress: $("progress"),
   progressText: $("progress-text"),
   timing: $("timing-text"),
@@ -49,7 +63,10 @@ const ui = {
   player: $("player"),
   documentId: $("document-id"),
   downloads: document.querySelectorAll("#downloads button"),
+  recent: $("recent-list"),
 };
+
+const recent = new RecentList(ui.recent, (transcription) => open(transcription));
 
 const view = new TranscriptView($("transcript"), (seconds) => {
   ui.player.currentTime = seconds;
@@ -58,7 +75,15 @@ const view = new TranscriptView($("transcript"), (seconds) => {
 
 let selectedFile = null;
 let finalDocument = null;
-let controller = null;
+let controller = null; // aborts the upload
+let job = null; // the Transcription on screen
+let events = null; // its JobEvents while followed
+let generation = 0; // bumped by each upload or open: late answers for an older one are dropped
+let recovering = 0; // streams closed by the browser in a row (see recover)
+
+// Waits before asking again when the browser gave up on a stream whose job still runs (the
+// gateway answered 503 while restarting): about half a minute in all, then CONNECTION_LOST.
+const RECOVER_DELAYS_MS = [1000, 2000, 4000, 8000, 16000];
 let clock = null; // {started, rateOrigin: {wall, audio} | null, timer}
 let latest = null; // newest document, for the status line
 
@@ -83,12 +108,19 @@ function formatDuration(seconds) {
   return h ? `${h}:${m}:${s}` : `${m}:${s}`;
 }
 
+function setConnection(state) {
+  ui.body.dataset.connection = state;
+  ui.connection.hidden = state !== "reconnecting";
+  ui.connection.textContent = state === "reconnecting" ? "Reconnecting…" : "";
+}
+
 function selectFile(file) {
   if (!file || ["uploading", "queued", "transcribing"].includes(ui.body.dataset.state)) return;
   selectedFile = file;
   ui.fileName.textContent = `${file.name} (${(file.size / 1048576).toFixed(1)} MB)`;
   if (ui.player.src) URL.revokeObjectURL(ui.player.src);
   ui.player.src = URL.createObjectURL(file);
+  ui.player.hidden = false;
   ui.start.disabled = false;
 }
 
@@ -102,12 +134,22 @@ function showError({ code, detail, request_id: requestId, retryAfter }) {
   ui.errorMeta.textContent = meta.filter(Boolean).join(" · ");
   ui.error.dataset.code = code || "";
   if (!ui.progress.hasAttribute("value")) ui.progress.value = 0; // stop the indeterminate bar
+  stopFollowing();
   setState("error", "Failed");
+  recent.refresh();
 }
 
 function cancelled() {
   if (!ui.progress.hasAttribute("value")) ui.progress.value = 0;
+  stopFollowing();
   setState("cancelled", "Cancelled");
+  recent.refresh();
+}
+
+function stopFollowing() {
+  if (events) events.close();
+  events = null;
+  setConnection("closed");
 }
 
 function updateTiming() {
@@ -146,9 +188,159 @@ function showDocument(doc, final) {
   view.update(doc, final);
 }
 
+function showQueued(position) {
+  ui.queue.hidden = false;
+  ui.queue.textContent = position === 1 ? "Next in line" : `Position ${position} in the queue`;
+  ui.queue.dataset.position = String(position);
+  setState("queued", "Waiting for a free recognizer…");
+}
+
+function showDone(doc) {
+  stopFollowing();
+  finalDocument = doc;
+  showDocument(doc, true);
+  view.flush();
+  ui.result.dataset.documentId = doc.document_id;
+  ui.documentId.textContent = `Document ${doc.document_id}`;
+  for (const button of ui.downloads) button.disabled = false;
+  setState("done", `Done: ${doc.document.length} paragraphs`);
+  recent.refresh();
+}
+
+function showJobError(error, requestId) {
+  if (error && error.code === "CANCELLED") cancelled();
+  else showError({ code: "INTERNAL_ERROR", request_id: requestId, ...error });
+}
+
+/** Show `transcription` (a Transcription): its result if it ended, else follow its events. */
+function showJob(transcription) {
+  job = transcription;
+  ui.body.dataset.transcriptionId = job.id;
+  ui.result.dataset.documentId = job.document_id;
+  ui.documentId.textContent = `Document ${job.document_id}`;
+  if (location.hash !== `#${job.id}`) history.replaceState(null, "", `#${job.id}`);
+  recent.select(job.id);
+  if (!selectedFile) ui.fileName.textContent = job.name;
+  if (job.status === "done" && job.document) {
+    showDone(job.document);
+    return;
+  }
+  if (job.status === "failed" || job.status === "cancelled") {
+    showJobError(job.error);
+    return;
+  }
+  if (job.status === "queued" && job.position) showQueued(job.position);
+  else setState("transcribing", "Transcribing…");
+  follow(job);
+}
+
+function follow(transcription) {
+  stopFollowing();
+  events = new JobEvents(transcription.events_url, {
+    onQueued: ({ position }) => showQueued(position),
+    onDocument: (doc) => {
+      if (ui.body.dataset.state !== "transcribing") setState("transcribing", "Transcribing…");
+      showDocument(doc, false);
+    },
+    onDone: (doc) => showDone(doc),
+    onError: (error) => showJobError(error),
+    onConnection: (state) => {
+      if (state === "open") recovering = 0;
+      setConnection(state);
+    },
+    onClosed: () => recover(transcription.id),
+  });
+}
+
+/** GET the job: `{transcription}`, `{response}` (an error status) or `{failure}` (no answer). */
+async function readJob(id) {
+  try {
+    const response = await fetch(`/asr/transcriptions/${encodeURIComponent(id)}`, {
+      headers: { Accept: "application/json", ...authHeaders() },
+    });
+    if (!response.ok) return { response };
+    return { transcription: await response.json() };
+  } catch (error) {
+    return { failure: { code: error instanceof SyntaxError ? "BAD_RESPONSE" : "NETWORK_ERROR", detail: String(error) } };
+  }
+}
+
+/** Open the job `id`: its result if it ended, else follow it. */
+async function reload(id) {
+  const mine = generation;
+  const answer = await readJob(id);
+  if (mine !== generation) return;
+  if (answer.transcription) showJob(answer.transcription);
+  else if (answer.response) await showResponseError(answer.response);
+  else showError(answer.failure);
+}
+
+/**
+ * The browser closed the stream without a terminal event: a 204 (the job ended), a 404, or a
+ * 503 while the gateway restarts. Read the job: show how it ended, or, while it still runs (or
+ * the gateway cannot answer), follow it again after a wait, a few times in a row at most.
+ */
+async function recover(id) {
+  const mine = generation;
+  const answer = await readJob(id);
+  if (mine !== generation) return;
+  const transcription = answer.transcription;
+  if (transcription && transcription.status !== "queued" && transcription.status !== "running") {
+    showJob(transcription);
+    return;
+  }
+  if (answer.response && answer.response.status < 500) {
+    await showResponseError(answer.response);
+    return;
+  }
+  if (recovering >= RECOVER_DELAYS_MS.length) {
+    if (answer.response) await showResponseError(answer.response);
+    else showError(answer.failure || { code: "CONNECTION_LOST" });
+    return;
+  }
+  setConnection("reconnecting");
+  const delay = RECOVER_DELAYS_MS[recovering];
+  recovering += 1;
+  setTimeout(async () => {
+    if (mine !== generation) return;
+    const again = await readJob(id);
+    if (mine !== generation) return;
+    if (again.transcription) showJob(again.transcription);
+    else recover(id);
+  }, delay);
+}
+
+async function showResponseError(response) {
+  const body = await response.json().catch(() => null);
+  showError({
+    code: (body && body.code) || `HTTP_${response.status}`,
+    detail: body && typeof body.detail === "string" ? body.detail : response.statusText,
+    request_id: (body && body.request_id) || response.headers.get("X-Request-ID"),
+    retryAfter: response.headers.get("Retry-After"),
+  });
+}
+
+/** Open a transcription from the list (or the URL): no local audio to play. */
+function open(transcription) {
+  if (["uploading"].includes(ui.body.dataset.state)) return;
+  stopFollowing();
+  reset();
+  if (ui.player.src) URL.revokeObjectURL(ui.player.src);
+  ui.player.removeAttribute("src");
+  ui.player.hidden = true;
+  ui.fileName.textContent = transcription.name;
+  selectedFile = null;
+  ui.start.disabled = true;
+  generation += 1;
+  recovering = 0;
+  reload(transcription.id);
+}
+
 function reset() {
   finalDocument = null;
   latest = null;
+  job = null;
+  delete ui.body.dataset.transcriptionId;
   view.clear();
   ui.error.hidden = true;
   ui.queue.hidden = true;
@@ -166,78 +358,63 @@ function reset() {
 
 async function transcribe() {
   if (!selectedFile) return;
+  stopFollowing();
   reset();
+  generation += 1;
+  recovering = 0;
+  const mine = generation;
+  ui.player.hidden = false;
   controller = new AbortController();
   setState("uploading", `Uploading ${selectedFile.name}…`);
   ui.progress.removeAttribute("value");
   const form = new FormData();
   form.append("file", selectedFile, selectedFile.name);
-  const url = `/asr/transcribe/stream?use_cache=${ui.useCache.checked ? "true" : "false"}`;
+  const url = `/asr/transcriptions?use_cache=${ui.useCache.checked ? "true" : "false"}`;
   let response;
+  let transcription;
   try {
     response = await fetch(url, {
       method: "POST",
       body: form,
-      headers: { Accept: "text/event-stream", ...authHeaders() },
+      headers: { Accept: "application/json", ...authHeaders() },
       signal: controller.signal,
     });
+    if (!response.ok) {
+      await showResponseError(response);
+      return;
+    }
+    transcription = await response.json();
   } catch (error) {
     if (controller.signal.aborted) cancelled();
+    else if (error instanceof SyntaxError) showError({ code: "BAD_RESPONSE", request_id: response.headers.get("X-Request-ID") });
     else showError({ code: "NETWORK_ERROR", detail: String(error) });
     return;
+  } finally {
+    controller = null;
   }
-  const requestId = response.headers.get("X-Request-ID");
-  if (!response.ok) {
-    const body = await response.json().catch(() => null);
-    showError({
-      code: (body && body.code) || `HTTP_${response.status}`,
-      detail: body && typeof body.detail === "string" ? body.detail : response.statusText,
-      request_id: (body && body.request_id) || requestId,
-      retryAfter: response.headers.get("Retry-After"),
-    });
+  if (mine !== generation) return;
+  recent.refresh();
+  showJob(transcription);
+}
+
+/** Cancel: abort the upload, or delete the transcription (every follower gets CANCELLED). */
+async function cancel() {
+  if (controller) {
+    controller.abort();
     return;
   }
-  if (!(response.headers.get("Content-Type") || "").startsWith("text/event-stream")) {
-    showError({ code: "BAD_RESPONSE", request_id: requestId });
-    return;
-  }
-  const documentId = response.headers.get("X-Document-Id");
-  if (documentId) {
-    ui.result.dataset.documentId = documentId;
-    ui.documentId.textContent = `Document ${documentId}`;
-  }
-  setState("transcribing", "Transcribing…");
+  if (!job) return;
+  const id = job.id;
+  let response;
   try {
-    for await (const event of readEvents(response)) {
-      if (event.type === "queued") {
-        const { position } = JSON.parse(event.data);
-        ui.queue.hidden = false;
-        ui.queue.textContent = position === 1 ? "Next in line" : `Position ${position} in the queue`;
-        ui.queue.dataset.position = String(position);
-        setState("queued", "Waiting for a free recognizer…");
-      } else if (event.type === "transcription") {
-        if (ui.body.dataset.state !== "transcribing") setState("transcribing", "Transcribing…");
-        showDocument(JSON.parse(event.data), false);
-      } else if (event.type === "done") {
-        finalDocument = JSON.parse(event.data);
-        showDocument(finalDocument, true);
-        view.flush();
-        ui.result.dataset.documentId = finalDocument.document_id;
-        ui.documentId.textContent = `Document ${finalDocument.document_id}`;
-        for (const button of ui.downloads) button.disabled = false;
-        setState("done", `Done: ${finalDocument.document.length} paragraphs`);
-        return;
-      } else if (event.type === "error") {
-        showError(JSON.parse(event.data));
-        return;
-      }
-    }
-    showError({ code: "CONNECTION_LOST", request_id: requestId });
+    response = await fetch(`/asr/transcriptions/${encodeURIComponent(id)}`, { method: "DELETE", headers: authHeaders() });
   } catch (error) {
-    if (controller.signal.aborted) cancelled();
-    else if (error instanceof SyntaxError) showError({ code: "BAD_RESPONSE", request_id: requestId });
-    else showError({ code: "CONNECTION_LOST", detail: String(error), request_id: requestId });
+    showError({ code: "NETWORK_ERROR", detail: String(error) });
+    return;
   }
+  if (!job || job.id !== id) return;
+  if (response.status === 204) cancelled();
+  else if (response.status !== 409) await showResponseError(response); // 409: it ended meanwhile
 }
 
 function download(format) {
@@ -246,7 +423,8 @@ function download(format) {
   const blob = new Blob([render(finalDocument)], { type: `${type};charset=utf-8` });
   const link = document.createElement("a");
   link.href = URL.createObjectURL(blob);
-  const base = (selectedFile ? selectedFile.name : "transcript").replace(/\.[^.]*$/, "");
+  const name = selectedFile ? selectedFile.name : job ? job.name : "transcript";
+  const base = name.replace(/\.[^.]*$/, "");
   link.download = `${base}.${format}`;
   document.body.append(link);
   link.click();
@@ -254,10 +432,11 @@ function download(format) {
   setTimeout(() => URL.revokeObjectURL(link.href), 10000);
 }
 
-setupKeyField($("api-key"));
+// A new key may see other transcriptions: list them again.
+setupKeyField($("api-key"), () => recent.refresh());
 ui.fileInput.addEventListener("change", () => selectFile(ui.fileInput.files[0]));
 ui.start.addEventListener("click", () => transcribe());
-ui.cancel.addEventListener("click", () => controller && controller.abort());
+ui.cancel.addEventListener("click", () => cancel());
 for (const button of ui.downloads) {
   button.addEventListener("click", () => download(button.dataset.format));
 }
@@ -269,3 +448,7 @@ ui.dropZone.addEventListener("drop", (event) => {
   ui.dropZone.classList.remove("dragging");
   selectFile(event.dataTransfer.files[0]);
 });
+
+recent.refresh();
+// A reload (or a shared link) with #id reopens that transcription: live if it still runs.
+if (location.hash.length > 1) open({ id: decodeURIComponent(location.hash.slice(1)), name: "" });

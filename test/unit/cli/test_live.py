@@ -93,6 +93,6 @@ def test_main_help_documents_exit_codes(capsys: pytest.CaptureFixture[str]) -> N
         main(["transcribe", "--help"])
     assert caught.value.code == 0
     help_text = capsys.readouterr().out
-    for code in ("0 ", "3 ", "4 ", "5 ", "6 ", "7 ", "130 "):
+    for code in ("0 ", "3 ", "4 ", "5 ", "6 ", "7 ", "8 ", "130 "):
         assert f"\n  {code}" in help_text
     assert "INVALID_AUDIO" in help_text and "--no-cache" in help_text
