@@ -12,8 +12,9 @@ import pytest
 from aymurai.simulator import WLKSimulator
 from test.audio_fixtures import make_audio_file
 from test.browser.conftest import CHROMIUM, CHROMIUM_ARGS, require_browser
-from test.e2e import RunningGateway, make_settings, run_gateway, upload_files
+from test.e2e import RunningGateway, make_settings, run_gateway, seconds, upload_files
 from test.keyed import Keys, make_distinct_audio, make_keys_file
+from test.proxy import cutting_proxy
 
 if TYPE_CHECKING:
     from playwright.async_api import Page
@@ -145,3 +146,72 @@ async def test_browser_page_sends_the_key_field_as_a_header(
     await page.reload()
     assert await page.input_value("#api-key") == key  # the same tab keeps it
     assert urls and not [url for url in urls if key in url]
+
+
+# Starts following `url` in the background: window.__follow holds the event types seen, how many
+# times the connection opened, and the end ("done", "error" or "closed").
+START_FOLLOW_JS = """
+(url) => {
+  const state = { seen: [], opens: 0, end: null };
+  window.__follow = state;
+  const source = new EventSource(url);
+  source.addEventListener("open", () => { state.opens += 1; });
+  for (const type of ["queued", "transcription", "done", "error"]) {
+    source.addEventListener(type, (event) => {
+      if (!(event instanceof MessageEvent)) {
+        if (source.readyState === EventSource.CLOSED) state.end = "closed";
+        return;
+      }
+      state.seen.push(type);
+      if (type === "done" || type === "error") { state.end = type; source.close(); }
+    });
+  }
+}
+"""
+
+
+async def test_browser_eventsource_reconnects_with_its_token_through_cuts(
+    tmp_path: Path,
+) -> None:
+    """Keys on, the connection cut twice mid-job: Chromium's EventSource reconnects by itself
+    with the same signed URL (and Last-Event-ID) and reaches `done`."""
+    require_browser()
+    from playwright.async_api import async_playwright
+
+    keys = make_keys_file(tmp_path)
+    audio = make_distinct_audio(tmp_path, 7, bursts=4)
+    async with WLKSimulator(profile="0.2.26", speed=4.0) as simulator:
+        settings = make_settings(
+            tmp_path,
+            transcribe_ws_uri=simulator.url,
+            transcribe_api_keys_file=str(keys.file),
+            transcribe_sse_retry_ms=200,
+        )
+        async with run_gateway(settings) as gateway:
+            port = int(gateway.base_url.rsplit(":", 1)[1])
+            async with cutting_proxy(port) as proxy, async_playwright() as playwright:
+                browser = await playwright.chromium.launch(
+                    executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=30_000
+                )
+                try:
+                    page = await browser.new_page()
+                    await page.goto(proxy.url + "/")
+                    job = await _create(gateway, keys, audio)
+                    await page.evaluate(START_FOLLOW_JS, job["events_url"])
+                    for cut_after in (1, 3):
+                        await page.wait_for_function(
+                            "(n) => window.__follow.seen.filter((t) => t === 'transcription')"
+                            ".length >= n",
+                            arg=cut_after,
+                            timeout=seconds(30) * 1000,
+                        )
+                        proxy.cut()
+                    await page.wait_for_function(
+                        "() => window.__follow.end !== null", timeout=seconds(60) * 1000
+                    )
+                    state = await page.evaluate("window.__follow")
+                finally:
+                    await browser.close()
+    assert state["end"] == "done", state
+    assert state["opens"] >= 3, state
+    assert proxy.cuts == 2
