@@ -17,6 +17,9 @@ install: ## Create .venv and install the gateway with its dev tools
 install-contract: ## Install the real WhisperLiveKit server code (0.2.26 and 0.2.17, stub ASR, no weights) into .venv-wlk*
 	bash scripts/install-contract.sh
 
+install-local: install ## Install a CPU WhisperLiveKit, faster-whisper and the tiny.en + base models (.venv-local, .models)
+	bash scripts/install-local.sh
+
 install-browser: ## Install Chromium and Firefox ESR for the browser tests (Debian packages, as root)
 	bash scripts/install-browser.sh
 
@@ -25,6 +28,9 @@ install-node: ## Install the Node test clients (test/node: the npm eventsource p
 
 run: ## Run the gateway (migrates the database, serves on API_HOST:API_PORT)
 	$(BIN)/aymurai-api
+
+run-local: ## Run a local CPU WLK (LOCAL_ASR_MODEL=tiny.en|base, LOCAL_ASR_LANGUAGE, LOCAL_ASR_PORT) and the gateway; Ctrl-C stops both
+	$(BIN)/aymurai-local
 
 simulator: ## Run the WLK protocol simulator on 127.0.0.1:8000 (synthetic transcripts, no GPU)
 	$(BIN)/aymurai-wlk-simulator --host 127.0.0.1 --port 8000 --speed 4
@@ -38,7 +44,7 @@ lint: ## Check formatting, lint and types (read-only)
 	$(BIN)/ruff check aymurai test bench alembic
 	$(BIN)/mypy
 
-test: ## Run every test tier (unit, integration, postgres, install, contract, browser)
+test: ## Run every test tier (unit, integration, postgres, install, contract, realasr, browser)
 	$(BIN)/pytest
 
 test-unit: ## Run the unit tests only (no sockets)
@@ -53,6 +59,9 @@ test-install: ## Run the install tier (fresh venv, non-editable pip install ., m
 test-contract: ## Run the contract tier against the real WhisperLiveKit server code (stub ASR)
 	$(BIN)/pytest test/contract
 
+test-realasr: ## Run the real-ASR tier: real Whisper (tiny.en, base) in a CPU WLK (make install-local)
+	$(BIN)/pytest test/realasr
+
 test-browser: ## Run the browser tier (headless Chromium through Playwright)
 	$(BIN)/pytest test/browser
 
@@ -66,4 +75,4 @@ clean: ## Remove caches and build leftovers (keeps .venv and data/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info test-output
 
 
-.PHONY: help install install-contract install-browser install-node run simulator format lint test test-unit test-integration test-install test-contract test-browser migrate revision clean
+.PHONY: help install install-contract install-local install-browser install-node run run-local simulator format lint test test-unit test-integration test-install test-contract test-realasr test-browser migrate revision clean

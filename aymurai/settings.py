@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     transcribe_detached_grace_seconds: float = Field(default=30.0, ge=0.0)
 
     # --- WhisperLiveKit upstream -------------------------------------------------------------
+    transcribe_keep_punctuation_only: bool = False
     transcribe_ws_uri: str = "ws://127.0.0.1:8000/asr"
     transcribe_ws_open_timeout_seconds: float = Field(default=10.0, gt=0)
     transcribe_ws_close_timeout_seconds: float = Field(default=1.0, gt=0, le=10)

@@ -12,88 +12,20 @@
 # Idempotent and non-interactive: a venv whose stamp matches its requirements file is left alone.
 # Safe in CI as root on a fresh Debian machine; as non-root, apt-get goes through sudo.
 #
-# Environment:
-#   PYTHON            interpreter for the venvs (default: python3.11, else python3; must be 3.11)
-#   TORCH_WHEEL_DIR   directory holding torch-2.13.0+cpu-cp311-*.whl (default /opt/wheels);
-#                     without it torch comes from https://download.pytorch.org/whl/cpu
+# Environment (PYTHON and TORCH_WHEEL_DIR: see scripts/venv-lib.sh):
 #   WLK_0217          0 = do not build .venv-wlk-0217 (default 1)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+LOG_TAG=install-contract
+# shellcheck source=scripts/venv-lib.sh
+source scripts/venv-lib.sh
 
-PIP_VERSION="26.3"
-TORCH_WHEEL_DIR="${TORCH_WHEEL_DIR:-/opt/wheels}"
 WLK_0217="${WLK_0217:-1}"
 
-log() { printf '[install-contract] %s\n' "$*" >&2; }
-
-# --- Debian packages -----------------------------------------------------------------------------
-apt_install() {
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then
-        if command -v sudo >/dev/null 2>&1; then
-            sudo="sudo -n"
-        else
-            log "not root and no sudo: install these Debian packages yourself: $*"
-            exit 1
-        fi
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    # A fresh machine has no package lists; a stale one may point at removed versions.
-    $sudo apt-get update -qq
-    $sudo apt-get install -y -qq --no-install-recommends "$@"
-}
-
-if command -v espeak-ng >/dev/null 2>&1; then
-    log "espeak-ng present: $(espeak-ng --version | head -n1)"
-else
-    log "installing espeak-ng"
-    apt_install espeak-ng
-fi
-
-# --- Python --------------------------------------------------------------------------------------
-if [ -z "${PYTHON:-}" ]; then
-    if command -v python3.11 >/dev/null 2>&1; then PYTHON=python3.11; else PYTHON=python3; fi
-fi
-if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
-    log "$PYTHON is not Python 3.11 (the pinned torch wheel is cp311); set PYTHON=..."
-    exit 1
-fi
-
-torch_source_args() {
-    if compgen -G "$TORCH_WHEEL_DIR/torch-2.13.0+cpu-cp311-cp311-*.whl" >/dev/null; then
-        printf '%s\n' --find-links "$TORCH_WHEEL_DIR"
-    else
-        printf '%s\n' --extra-index-url https://download.pytorch.org/whl/cpu
-    fi
-}
-
-# build_venv DIR REQUIREMENTS: (re)create DIR unless its stamp matches REQUIREMENTS.
-build_venv() {
-    local venv="$1" req="$2" stamp want
-    stamp="$venv/.contract-stamp"
-    want="$(sha256sum "$req" | cut -d' ' -f1) pip=$PIP_VERSION python=$("$PYTHON" -c 'import platform; print(platform.python_version())')"
-    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
-        log "$venv is up to date ($req)"
-        echo '*' >"$venv/.gitignore"
-        return 0
-    fi
-    log "creating $venv from $req"
-    local started=$SECONDS
-    rm -rf "$venv"
-    "$PYTHON" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "pip==$PIP_VERSION"
-    # --no-deps: the requirements file is the exact closure. It keeps WhisperLiveKit's declared
-    # heavy deps (faster-whisper, torchaudio, CUDA wheels) out; the stub ASR needs none of them.
-    local -a torch_args
-    mapfile -t torch_args < <(torch_source_args)
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
-        "${torch_args[@]}" -r "$req"
-    echo '*' >"$venv/.gitignore"  # keep the venv out of git whatever the repo's .gitignore says
-    echo "$want" >"$stamp"
-    log "$venv ready in $((SECONDS - started)) s, $(du -sh "$venv" | cut -f1)"
-}
+ensure_espeak
+select_python
 
 build_venv .venv-wlk test/contract/requirements-wlk.txt
 log "smoke test: building the WLK app with the stub ASR"

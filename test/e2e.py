@@ -249,3 +249,31 @@ async def raw_http_request(
             await writer.wait_closed()
         except ConnectionError:
             pass
+
+
+def assert_wire_times(documents: list[dict[str, Any]]) -> None:
+    """Issue 10's time rules over a stream's documents in order (transcription events, then done).
+
+    Every start, end, current_time and total_time is whole milliseconds; within the stream a
+    paragraph's start and end (by paragraph_id) and current_time never decrease; end >= start.
+    """
+    bounds: dict[str, tuple[float, float]] = {}
+    current = 0.0
+    for index, document in enumerate(documents):
+        for key in ("current_time", "total_time"):
+            value = document.get(key)
+            if value is not None:
+                assert round(value, 3) == value, f"event {index}: {key} {value!r} is not whole ms"
+        if document.get("current_time") is not None:
+            assert document["current_time"] >= current, f"event {index}: current_time went back"
+            current = document["current_time"]
+        for paragraph in document["document"]:
+            start, end, pid = paragraph["start"], paragraph["end"], paragraph["paragraph_id"]
+            for value in (start, end):
+                assert round(value, 3) == value, f"event {index} {pid}: {value!r} is not whole ms"
+            assert end >= start, f"event {index} {pid}: end {end} < start {start}"
+            if pid in bounds:
+                before = bounds[pid]
+                assert start >= before[0], f"event {index} {pid}: start {before[0]} -> {start}"
+                assert end >= before[1], f"event {index} {pid}: end {before[1]} -> {end}"
+            bounds[pid] = (start, end)

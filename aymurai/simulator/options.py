@@ -1,7 +1,7 @@
 """Simulator behaviour knobs: the ``Fault`` modes and per-session options.
 
 A ``WLKSimulator`` holds defaults; each connection may override them through the query string
-(``/asr?fault=drop&profile=0.2.17&speed=10&fault_after=1.5&diarization=1&worklet=0``), so one
+(``/asr?fault=drop&profile=0.2.17&speed=10&fault_after=1.5&diarization=1&worklet=0&dots=1``), so one
 simulator serves many behaviours. Unknown parameters are ignored, as the real server ignores them
 (``language``, ``mode``, ``token`` …). A *known* parameter with a bad value is rejected at the
 handshake with HTTP 400 instead, because a silently ignored typo in a test URL would make the test
@@ -68,6 +68,9 @@ class SessionOptions:
     stall_seconds: float
     snapshot_interval_seconds: float
     pause_seconds: float
+    # Real Whisper hallucinates runs of punctuation (". . . .") in pauses of compressed audio and
+    # WLK passes them on as speech lines: ``?dots=1`` adds such a line after every silence line.
+    punctuation_in_pauses: bool = False
 
     def __post_init__(self) -> None:
         for name in ("speed", "snapshot_interval_seconds", "pause_seconds"):
@@ -108,6 +111,8 @@ class SessionOptions:
                 changes[name] = _parse_float(key, query[key])
         if "diarization" in query:
             changes["diarization"] = _parse_bool("diarization", query["diarization"])
+        if "dots" in query:
+            changes["punctuation_in_pauses"] = _parse_bool("dots", query["dots"])
         if "worklet" in query:
             changes["use_audio_worklet"] = _parse_bool("worklet", query["worklet"])
         return replace(self, **changes)  # type: ignore[arg-type]

@@ -87,6 +87,7 @@ class Session:
             pause_seconds=options.pause_seconds,
             diarization=options.diarization,
             show_ongoing_pause=self._profile.show_ongoing_pause,
+            punctuation_in_pauses=options.punctuation_in_pauses,
         )
         self._pending = bytearray()  # the real pcm_buffer: received, beyond the 5 s per frame cap
         self._asr_audio = bytearray()  # handed to the ASR, on the audio clock

@@ -15,6 +15,8 @@ Model, close to what WhisperLiveKit's ASR policy and line builder do with a stub
   once it is long enough; newer servers show only finished pauses.
 * ``finish()`` is the end-of-stream flush (0.2.19+): everything is committed and attributed, and a
   long trailing pause becomes a silence line. 0.2.17 never calls it, leaving its buffers in place.
+* ``punctuation_in_pauses`` models Whisper's hallucinations in pauses: each finished silence line is
+  followed by a speech line whose text is only punctuation (``HALLUCINATED_TEXT``), over the pause.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 SILENCE_SPEAKER = -2
+HALLUCINATED_TEXT = " . . . ."
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,15 @@ class Transcript:
     """Accumulates windows in order and answers what a snapshot should show."""
 
     def __init__(
-        self, *, pause_seconds: float, diarization: bool, show_ongoing_pause: bool
+        self,
+        *,
+        pause_seconds: float,
+        diarization: bool,
+        show_ongoing_pause: bool,
+        punctuation_in_pauses: bool = False,
     ) -> None:
         self.pause_seconds = pause_seconds
+        self.punctuation_in_pauses = punctuation_in_pauses
         self.diarization = diarization
         self.show_ongoing_pause = show_ongoing_pause
         self.words: list[Word] = []
@@ -131,6 +140,9 @@ class Transcript:
                 self._flush_words(current, lines)
                 current = []
                 lines.append(Line(SILENCE_SPEAKER, "", item.start, item.end))
+                if self.punctuation_in_pauses and item in self.pauses:
+                    speaker = self.speaker_of(self._turn_after(item))
+                    lines.append(Line(speaker, HALLUCINATED_TEXT, item.start, item.end))
             else:
                 if current and current[-1].turn != item.turn:
                     self._flush_words(current, lines)
@@ -146,6 +158,9 @@ class Transcript:
         if words:
             text = "".join(w.text for w in words)
             lines.append(Line(self.speaker_of(words[0].turn), text, words[0].start, words[-1].end))
+
+    def _turn_after(self, pause: Pause) -> int:
+        return next((w.turn for w in self.words if w.start >= pause.end), self._turn)
 
     def _ongoing_pause(self) -> Pause | None:
         if not self.show_ongoing_pause or self.finished or self._pause_start is None:

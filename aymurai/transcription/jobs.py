@@ -63,13 +63,20 @@ class Transcribing:
     snapshot: StatusSnapshot | None
     current_time: float
     total_time: float
+    # Paragraphs already built (and clamped to the stream's timeline) by the pipeline; None = build
+    # them from the snapshot.
+    paragraphs: tuple[ASRParagraph, ...] | None = None
 
     @cached_property
     def document(self) -> ASRDocument:
         # Built only when the recorder actually looks at it, not for every WLK message.
+        if self.paragraphs is not None:
+            paragraphs = list(self.paragraphs)
+        else:
+            paragraphs = build_paragraphs(self.snapshot, tail_end=self.current_time)
         return ASRDocument(
             document_id=self.document_id,
-            document=build_paragraphs(self.snapshot, tail_end=self.current_time),
+            document=paragraphs,
             current_time=wire_time(self.current_time),
             total_time=wire_time(self.total_time),
         )

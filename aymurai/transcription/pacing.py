@@ -14,9 +14,18 @@ silence trips our idle timeout. So:
 2. on 0.2.23+, which reports how much audio it has received, audio in flight (sent − received)
    ≤ budget as well, so pauses stream fast but never flood the socket;
 3. when WLK reports no progress for the grace period (audio our level check calls audible but its
-   VAD calls silence, or a slow batch), we assume it advances at real-time pace from then on, so
-   nothing ever deadlocks. A WLK that is truly stuck stops receiving, goes quiet, and the idle
-   timeout catches it.
+   VAD calls silence, or a slow batch), we assume it advances at *its own recent pace* from then
+   on, so nothing ever deadlocks. A WLK that is truly stuck stops receiving, goes quiet, and the
+   idle timeout catches it.
+
+Why its own pace, not real time (issue 10): a CPU WLK that hallucinates (seconds per decode of
+". . . .") falls below real time; assuming real-time pace after the grace pushed the audible lead
+to 25–27 s against a 20 s budget, and WLK PR #435 closes sessions whose queue stays full for 30 s.
+The pace is the audio WLK processed per wall second between its progress reports, smoothed, at
+most 1 (real time) and at least `MIN_PACE` (so a long VAD pause still cannot deadlock). With it,
+the extrapolated position stays behind WLK's true position when WLK keeps its pace, so the true
+audible lead stays within budget + one chunk. On 0.2.23+ the estimate is also capped at the audio
+WLK says it has received: it cannot have processed more.
 """
 
 from __future__ import annotations
@@ -31,6 +40,11 @@ import numpy as np
 
 # Below -50 dBFS RMS (about ±100 of 32767) a second of audio holds no speech a VAD would pass on.
 QUIET_RMS = 32767 * 10 ** (-50 / 20)
+# Slowest pace the extrapolation assumes (audio seconds per wall second): never zero, so a WLK that
+# stops reporting (a VAD pause over audio our level check calls audible) cannot stall us forever.
+MIN_PACE = 0.05
+# Weight of the newest pace sample: reacts within two or three reports to a slowdown.
+PACE_SMOOTHING = 0.5
 
 
 def is_quiet(pcm: bytes) -> bool:
@@ -66,18 +80,29 @@ class LeadPacer:
         # Chunks that end after the reported progress; older ones are processed and dropped.
         self._unprocessed: deque[_SentChunk] = deque()
         self.sent_seconds = 0.0
+        self._pace = 1.0  # until WLK's first progress report
+        self._pace_measured = False
+        self._pace_anchor: tuple[float, float] | None = None  # (wall time, progress) of last report
 
     @property
     def reported_progress_seconds(self) -> float:
         return self._reported_progress
 
+    @property
+    def pace(self) -> float:
+        """WLK's recent pace: audio seconds processed per wall second, in [MIN_PACE, 1]."""
+        return self._pace
+
     def progress_estimate(self) -> float:
-        """Processed audio we may assume: the reported progress, extrapolated at real-time pace
-        once WLK has reported no progress for the grace period."""
+        """Processed audio we may assume: the reported progress, extrapolated at WLK's recent pace
+        once WLK has reported no progress for the grace period (capped at what WLK received)."""
         if self._progress_changed_at is None:
             return self._reported_progress
         stalled_for = self._clock() - self._progress_changed_at - self._grace
-        return self._reported_progress + max(0.0, stalled_for)
+        estimate = self._reported_progress + self._pace * max(0.0, stalled_for)
+        if self._received is not None:
+            estimate = min(estimate, max(self._reported_progress, self._received))
+        return estimate
 
     def audible_lead_seconds(self, progress: float | None = None) -> float:
         """Audible seconds sent after `progress` (default: the current estimate)."""
@@ -94,8 +119,10 @@ class LeadPacer:
         """WLK reported its processed position (and, on 0.2.23+, how much it has received)."""
         changed = False
         if processed_seconds > self._reported_progress:
+            now = self._clock()
+            self._update_pace(now, processed_seconds)
             self._reported_progress = processed_seconds
-            self._progress_changed_at = self._clock()
+            self._progress_changed_at = now
             while self._unprocessed and self._unprocessed[0].end <= processed_seconds:
                 self._unprocessed.popleft()
             changed = True
@@ -108,9 +135,22 @@ class LeadPacer:
             self._changed.set()
             self._changed = anyio.Event()
 
+    def _update_pace(self, now: float, processed_seconds: float) -> None:
+        anchor = self._pace_anchor
+        self._pace_anchor = (now, processed_seconds)
+        if anchor is None or now <= anchor[0]:
+            return
+        sample = min(1.0, (processed_seconds - anchor[1]) / (now - anchor[0]))
+        if self._pace_measured:
+            sample = PACE_SMOOTHING * sample + (1 - PACE_SMOOTHING) * self._pace
+        self._pace = max(MIN_PACE, sample)
+        self._pace_measured = True
+
     def on_sent(self, seconds: float, *, audible: bool = True) -> None:
         if self._progress_changed_at is None:
             self._progress_changed_at = self._clock()
+        if self._pace_anchor is None:  # WLK's pace is measured from the first audio sent
+            self._pace_anchor = (self._clock(), self._reported_progress)
         start = self.sent_seconds
         self.sent_seconds += seconds
         self._unprocessed.append(_SentChunk(start, self.sent_seconds, audible))
@@ -143,9 +183,17 @@ class LeadPacer:
                     position = chunk.end - allowed
                     break
                 allowed -= length
+        if self._received is not None and position > max(self._reported_progress, self._received):
+            return math.inf  # only WLK receiving more can make room: its report wakes us
         needed = max(0.0, position - self._reported_progress)
-        ready_at = self._progress_changed_at + self._grace + needed
+        ready_at = self._progress_changed_at + self._grace + needed / self._pace
         return max(0.0, ready_at - self._clock())
+
+    def has_room(self, next_chunk_seconds: float, *, audible: bool = True) -> bool:
+        """True when sending `next_chunk_seconds` more now keeps both leads within budget."""
+        return self._in_flight_ok(next_chunk_seconds) and self._audible_ok(
+            next_chunk_seconds, audible
+        )
 
     async def wait_for_room(self, next_chunk_seconds: float, *, audible: bool = True) -> None:
         """Wait until sending `next_chunk_seconds` more keeps both leads within budget."""

@@ -23,10 +23,12 @@ from aymurai.db.store import TranscriptStore
 from aymurai.transcription.concurrency import open_task_group
 from aymurai.transcription.decode import iter_pcm_chunks
 from aymurai.transcription.jobs import Transcribing, TranscriptionJob
-from aymurai.transcription.schemas import ASRDocument
+from aymurai.transcription.schemas import ASRDocument, ASRParagraph
 from aymurai.transcription.session import SessionOptions, SessionProgress, run_session
+from aymurai.transcription.timeline import StreamTimeline, round_ms
 from aymurai.transcription.transcript import build_paragraphs
 from aymurai.transcription.upstream import ConnectionOptions, connect_wlk
+from aymurai.transcription.wlk_protocol import StatusSnapshot
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ class PipelineOptions:
     connection: ConnectionOptions
     session: SessionOptions
     chunk_seconds: float = 1.0
+    keep_punctuation_only: bool = False
     max_audio_seconds: float | None = None
 
 
@@ -82,15 +85,26 @@ async def run_transcription(
     """Transcribe one spooled upload and persist the complete result.
 
     Publishes `Transcribing` updates on `job` as WLK's snapshots arrive (current_time never
-    decreases and never exceeds total_time).
+    decreases and never exceeds total_time). Every time published or stored is in whole
+    milliseconds, and paragraph times never go backwards, the final document included
+    (`StreamTimeline`).
 
     Raises:
         InvalidAudioError: the audio fails to decode midway.
         UpstreamError: see `connect_wlk` and `run_session`.
         StorageError: the result could not be stored.
     """
-    total = job.total_seconds
+    total = round_ms(job.total_seconds)
     current_time = 0.0
+    timeline = StreamTimeline()
+    keep_punctuation_only = options.keep_punctuation_only
+
+    def paragraphs_of(snapshot: StatusSnapshot | None, tail_end: float) -> list[ASRParagraph]:
+        built = build_paragraphs(
+            snapshot, tail_end=tail_end, keep_punctuation_only=keep_punctuation_only
+        )
+        return timeline.apply(built)
+
     started = time.monotonic()
     first_snapshot_logged = False
 
@@ -98,7 +112,7 @@ async def run_transcription(
 
     def on_progress(progress: SessionProgress) -> None:
         nonlocal current_time, first_snapshot_logged, published_key
-        current_time = min(total, max(current_time, progress.processed_seconds))
+        current_time = round_ms(min(total, max(current_time, progress.processed_seconds)))
         snapshot = progress.snapshot
         if not first_snapshot_logged and snapshot.lines:
             first_snapshot_logged = True
@@ -107,7 +121,8 @@ async def run_transcription(
         key = (snapshot.lines, snapshot.tail_text, current_time)
         if key != published_key:
             published_key = key
-            job.publish(Transcribing(job.document_id, snapshot, current_time, total))
+            paragraphs = tuple(paragraphs_of(snapshot, current_time))
+            job.publish(Transcribing(job.document_id, snapshot, current_time, total, paragraphs))
 
     job.publish(Transcribing(job.document_id, None, 0.0, total))
     send_pcm, receive_pcm = anyio.create_memory_object_stream[bytes](PCM_BUFFER_CHUNKS)
@@ -132,7 +147,7 @@ async def run_transcription(
                 )
             group.cancel_scope.cancel()  # the decoder has finished already
 
-    paragraphs = build_paragraphs(final, tail_end=total)
+    paragraphs = paragraphs_of(final, total)
     document = ASRDocument(
         document_id=job.document_id, document=paragraphs, current_time=total, total_time=total
     )

@@ -89,6 +89,7 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
             config_timeout_seconds=settings.transcribe_ws_open_timeout_seconds,
         ),
         chunk_seconds=settings.transcribe_ws_chunk_seconds,
+        keep_punctuation_only=settings.transcribe_keep_punctuation_only,
         max_audio_seconds=settings.transcribe_max_audio_seconds,
     )
 

@@ -132,3 +132,51 @@ async def test_pacer_budget_smaller_than_a_chunk_still_flows() -> None:
     pacer.on_progress(1.0)
     with anyio.fail_after(1):
         await pacer.wait_for_room(1.0)
+
+
+def _max_true_lead(
+    pace: float, report_every: float, *, grace: float, budget: float = 5.0, received: bool = False
+) -> float:
+    """Simulate a WLK processing at `pace` x real time that reports every `report_every` s.
+
+    A sender pushes 1 s audible chunks whenever the pacer has room; returns the largest audible
+    lead over WLK's *true* position seen during 300 s of wall clock, after the first 30 s (before
+    WLK's first report the pacer knows no pace and the initial grace, 20 s by default, covers the
+    start; the lead sent then drains in the first reports).
+    """
+    clock = FakeClock()
+    pacer = _pacer(clock, budget=budget, grace=grace)
+    processed = 0.0  # WLK's true position
+    worst = 0.0
+    next_report = clock.now + report_every
+    for step in range(3000):
+        clock.now += 0.1
+        processed = min(pacer.sent_seconds, processed + pace * 0.1)
+        if clock.now >= next_report:
+            pacer.on_progress(processed, pacer.sent_seconds if received else None)
+            next_report += report_every
+        while pacer.has_room(1.0):
+            pacer.on_sent(1.0)
+        if step >= 300:
+            worst = max(worst, pacer.sent_seconds - processed)
+    return worst
+
+
+@pytest.mark.parametrize("pace", [1.0, 0.6, 0.3, 0.1])
+def test_pacer_lead_within_budget_plus_a_chunk_whatever_the_pace(pace: float) -> None:
+    """A WLK below real time reporting rarely, with a short grace: lead <= budget + one chunk."""
+    assert _max_true_lead(pace, report_every=4.0, grace=1.0) <= 5.0 + 1.0 + 1e-9
+    assert _max_true_lead(pace, report_every=4.0, grace=1.0, received=True) <= 5.0 + 1.0 + 1e-9
+
+
+def test_pacer_pace_follows_wlk_reports() -> None:
+    """The extrapolation pace is WLK's measured pace (between MIN_PACE and 1), not real time."""
+    clock = FakeClock()
+    pacer = _pacer(clock, grace=1.0)
+    pacer.on_sent(30.0)
+    for step in range(1, 6):
+        clock.now += 4.0
+        pacer.on_progress(step * 1.0)  # 1 s of audio per 4 s of wall clock
+    assert pacer.pace == pytest.approx(0.25, abs=0.05)
+    clock.now += 3.0  # 2 s past the grace
+    assert pacer.progress_estimate() == pytest.approx(5.0 + 2.0 * pacer.pace)

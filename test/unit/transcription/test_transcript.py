@@ -72,3 +72,52 @@ def test_build_paragraphs_nothing_yet() -> None:
     """No snapshot or an empty one gives no paragraphs."""
     assert build_paragraphs(None, tail_end=0.0) == []
     assert build_paragraphs(_snapshot([]), tail_end=0.0) == []
+
+
+def test_build_paragraphs_tail_extends_the_last_paragraph_end() -> None:
+    """Uncommitted words joined to the last paragraph move its end to where WLK has heard."""
+    snapshot = _snapshot([TranscriptLine(1, " one two", 0.0, 2.0)], buffer=" three")
+    [paragraph] = build_paragraphs(snapshot, tail_end=3.25)
+    assert (paragraph.start, paragraph.end) == (0.0, 3.25)
+    [committed] = build_paragraphs(snapshot, tail_end=1.5)
+    assert committed.end == 2.0  # never shortened by the tail
+
+
+def test_build_paragraphs_drops_punctuation_only_text() -> None:
+    """Lines and tails without a letter or digit (Whisper's '. . . .') are not paragraphs."""
+    snapshot = _snapshot(
+        [
+            TranscriptLine(1, " Hello", 0.0, 2.0),
+            TranscriptLine(-2, "", 2.0, 8.0),
+            TranscriptLine(1, " . . . .", 2.5, 7.5),
+            TranscriptLine(1, " ¿Año 2?", 8.0, 9.0),
+        ],
+        buffer=" ...",
+    )
+    paragraphs = build_paragraphs(snapshot, tail_end=10.0)
+    assert [(p.paragraph_id, p.text) for p in paragraphs] == [("p0", "Hello"), ("p1", "¿Año 2?")]
+    assert paragraphs[-1].end == 9.0
+
+
+def test_build_paragraphs_punctuation_line_keeps_the_pause_boundary() -> None:
+    """A dropped '. . .' line after a pause does not glue the next tail to the text before it."""
+    snapshot = _snapshot(
+        [
+            TranscriptLine(1, " first", 0.0, 1.0),
+            TranscriptLine(-2, "", 1.0, 6.0),
+            TranscriptLine(1, " . .", 1.5, 5.5),
+        ],
+        buffer=" later",
+    )
+    paragraphs = build_paragraphs(snapshot, tail_end=7.0)
+    assert [(p.text, p.start, p.end) for p in paragraphs] == [
+        ("first", 0.0, 1.0),
+        ("later", 6.0, 7.0),
+    ]
+
+
+def test_build_paragraphs_keeps_punctuation_only_when_asked() -> None:
+    """TRANSCRIBE_KEEP_PUNCTUATION_ONLY=true keeps the hallucinated lines and tails."""
+    snapshot = _snapshot([TranscriptLine(1, " . . .", 0.0, 2.0)], buffer=" …")
+    [paragraph] = build_paragraphs(snapshot, tail_end=3.0, keep_punctuation_only=True)
+    assert paragraph.text == ". . . …"
