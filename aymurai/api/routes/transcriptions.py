@@ -8,6 +8,10 @@
 
 Jobs created (or joined) here run to completion whether anybody watches or not, and survive
 restarts. The events stream sends a full snapshot first, then deltas; see docs/jobs.md.
+
+With API keys on (README, "API keys"), a key lists, reads and cancels the jobs it created or joined
+(another key's job is 404, as if unknown; `admin` sees all), and every `events_url` carries a token
+signed for that job (`api/auth.py`), the only way in for a browser's EventSource.
 """
 
 from __future__ import annotations
