@@ -23,7 +23,7 @@ install-local: install ## Install a CPU WhisperLiveKit, faster-whisper and the t
 install-browser: ## Install Chromium and Firefox ESR for the browser tests (Debian packages, as root)
 	bash scripts/install-browser.sh
 
-install-node: ## Install the Node test clients (test/node: the npm eventsource package) with npm ci
+install-node: ## Install the Node test clients (test/node: npm eventsource and openai) with npm ci
 	bash scripts/install-node.sh
 
 run: ## Run the gateway (migrates the database, serves on API_HOST:API_PORT)

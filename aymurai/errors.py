@@ -10,6 +10,7 @@
     ├── ClientDisconnectedError       CLIENT_DISCONNECTED the client left mid-request
     ├── InvalidAudioError             INVALID_AUDIO     not an allowed container, not decodable
     ├── MissingFileError              VALIDATION_ERROR  the multipart body has no `file` field
+    ├── InvalidRequestError           INVALID_REQUEST   a form field we cannot honour (`param`)
     ├── NotFoundError                 NOT_FOUND         unknown document or transcription id
     ├── AlreadyFinishedError          ALREADY_FINISHED  cancelling a transcription that has ended
     ├── JobCancelledError             CANCELLED         the transcription was cancelled (DELETE)
@@ -102,6 +103,16 @@ class InvalidAudioError(GatewayError):
 class MissingFileError(GatewayError):
     code = "VALIDATION_ERROR"
     default_detail = "The multipart form field 'file' is required."
+
+
+class InvalidRequestError(GatewayError):
+    """A request parameter is malformed, or asks for something the gateway cannot honour."""
+
+    code = "INVALID_REQUEST"
+
+    def __init__(self, detail: str, *, param: str | None = None) -> None:
+        self.param = param
+        super().__init__(detail)
 
 
 class NotFoundError(GatewayError):

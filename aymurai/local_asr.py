@@ -229,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             "TRANSCRIBE_WS_LEAD_BUDGET_SECONDS": os.environ.get(
                 "TRANSCRIBE_WS_LEAD_BUDGET_SECONDS", str(LOCAL_LEAD_BUDGET_SECONDS)
             ),
+            # The language this WLK transcribes: the only `language` /v1 requests may ask for.
+            "TRANSCRIBE_WLK_LANGUAGE": os.environ.get("TRANSCRIBE_WLK_LANGUAGE", language),
         }
         logger.info("WLK ready; starting the gateway (API_HOST/API_PORT from the environment)")
         gateway = subprocess.Popen(

@@ -9,6 +9,8 @@ Who records what (the layers only call methods here; nothing else imports promet
 
     api/routes/transcription.py   requests by endpoint and outcome, SSE streams active,
                                   time to the first transcript event
+    api/routes/openai.py          the same for /v1 (endpoint label "openai"; first transcript =
+                                  first delta)
     transcription/service.py      cache lookups, queue wait, processing time, audio seconds,
                                   real-time factor, upstream closes by code
     (gauges read live)            requests queued, upstream sessions in use (admission queue),
@@ -90,9 +92,8 @@ class GatewayMetrics:
         )
         self.requests = Counter(
             "aymurai_transcription_requests",
-            "Transcription requests by endpoint (stream, blocking, resource) and outcome (done, "
-            "cache_hit, accepted, "
-            "client_gone, or the error code).",
+            "Transcription requests by endpoint (stream, blocking, resource, openai) and outcome "
+            "(done, cache_hit, accepted, client_gone, or the error code).",
             ["endpoint", "outcome"],
             registry=registry,
         )

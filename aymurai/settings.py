@@ -92,17 +92,30 @@ class Settings(BaseSettings):
     # An events token works while its job runs and this long after it ends (or is issued).
     transcribe_events_token_ttl_seconds: float = Field(default=3600.0, gt=0)
 
+    # --- OpenAI-compatible API (/v1) -----------------------------------------------------------
+    # Model names accepted in `model` (comma-separated); empty accepts any name.
+    transcribe_openai_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The language WLK transcribes (its `--lan`, an ISO 639-1 code), if fixed; a request's
+    # `language` must name it, since WLK sessions cannot choose their own (see README).
+    transcribe_wlk_language: str | None = None
+
     # --- Readiness (GET /readyz) -------------------------------------------------------------
     # A probe opens a WLK session and closes it at once; its result is reused for the TTL.
     transcribe_ws_probe_ttl_seconds: float = Field(default=10.0, ge=0)
     transcribe_ws_probe_timeout_seconds: float = Field(default=2.0, gt=0)
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "transcribe_openai_models", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    @field_validator("transcribe_wlk_language")
+    @classmethod
+    def _normalise_language(cls, value: str | None) -> str | None:
+        value = (value or "").strip().lower()
+        return None if value in ("", "auto") else value
 
     @field_validator("transcribe_spool_dir")
     @classmethod

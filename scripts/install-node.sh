@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install what the Node client tests (test/integration/test_node_eventsource.py) need: Node.js 20
-# or newer and npm (Debian packages, only when missing), then the npm `eventsource` package
-# pinned by test/node/package-lock.json into test/node/node_modules (`npm ci`: exact, no audit).
+# Install what the Node client tests (test/integration/test_node_eventsource.py, and
+# test_openai_sdk.py for the official `openai` SDK) need: Node.js 20 or newer and npm (Debian
+# packages, only when missing), then the npm packages pinned by test/node/package-lock.json into
+# test/node/node_modules (`npm ci`: exact, no audit).
 #
 # Idempotent; safe to run on every CI job. Installing packages needs root (or sudo).
 set -euo pipefail

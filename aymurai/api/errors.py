@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.EmptyUploadError: 400,
+    errors.InvalidRequestError: 400,
     errors.MalformedRequestError: 400,
     errors.UnauthenticatedError: 401,
     errors.ForbiddenError: 403,

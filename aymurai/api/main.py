@@ -26,7 +26,15 @@ from aymurai import __version__
 from aymurai.api.auth import AdminDep, EventTokens
 from aymurai.api.errors import DEFAULT_ERROR_RESPONSES, install_error_handlers
 from aymurai.api.middleware import RequestIdMiddleware
-from aymurai.api.routes import health, metrics, transcription, transcriptions, validation, web
+from aymurai.api.routes import (
+    health,
+    metrics,
+    openai,
+    transcription,
+    transcriptions,
+    validation,
+    web,
+)
 from aymurai.api.signals import drain_on_signals
 from aymurai.db.engine import make_engine, migrate_to_head
 from aymurai.db.store import TranscriptStore
@@ -170,6 +178,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         web.router,
     ):
         app.include_router(router, responses=DEFAULT_ERROR_RESPONSES)
+    app.include_router(openai.router)  # documents OpenAI's error object itself
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.cors_origins,

@@ -2,7 +2,9 @@
 
 The multipart body is parsed as it arrives (python-multipart's push parser); the `file` part is
 spooled to a temporary file in ~1 MiB batches, and the document id is hashed incrementally from the
-same batches. Writing and hashing run in worker threads. The size limit is enforced while
+same batches. Writing and hashing run in worker threads. Other (text) fields are kept in memory,
+at most `MAX_FIELDS` of `MAX_FIELD_BYTES` each, for APIs that take options in the form (OpenAI's
+`model`, `response_format`, …). The size limit is enforced while
 receiving: we stop reading as soon as it is exceeded (or at once from Content-Length). On every
 failure path the temporary file is removed before the error propagates.
 
@@ -25,7 +27,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -37,6 +39,7 @@ from starlette.requests import ClientDisconnect, Request
 from aymurai.errors import (
     ClientDisconnectedError,
     EmptyUploadError,
+    InvalidRequestError,
     MalformedRequestError,
     MissingFileError,
     SpoolUnavailableError,
@@ -52,6 +55,8 @@ logger = logging.getLogger(__name__)
 FLUSH_BYTES = 1024 * 1024
 # Multipart framing (boundaries, part headers) on top of the file itself.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
+MAX_FIELDS = 64
+MAX_FIELD_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,8 @@ class SpooledUpload:
     filename: str
     size_bytes: int
     document_id: uuid.UUID
+    # Text fields other than the file, by name, in the order received.
+    fields: dict[str, list[str]] = field(default_factory=dict)
 
 
 def _filename_from_disposition(value: bytes) -> tuple[str | None, str | None]:
@@ -108,10 +115,16 @@ class _FilePartCollector:
         self._header_field = bytearray()
         self._header_value = bytearray()
         self._disposition = b""
+        self.fields: dict[str, list[str]] = {}
+        self._field_count = 0
+        self._field_name: str | None = None
+        self._field_value = bytearray()
 
     def on_part_begin(self) -> None:
         self._disposition = b""
         self._in_file_part = False
+        self._field_name = None
+        self._field_value.clear()
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._header_field += data[start:end]
@@ -132,14 +145,30 @@ class _FilePartCollector:
             self._in_file_part = True
             if filename:
                 self.filename = os.path.basename(filename)[:512] or "upload"
+        elif name is not None and name != self.field_name and filename is None:
+            self._field_count += 1
+            if self._field_count > MAX_FIELDS:
+                raise InvalidRequestError(f"More than {MAX_FIELDS} form fields.")
+            self._field_name = name
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._in_file_part:
             self.pending += data[start:end]
             self.received += end - start
+        elif self._field_name is not None:
+            self._field_value += data[start:end]
+            if len(self._field_value) > MAX_FIELD_BYTES:
+                raise InvalidRequestError(
+                    f"The form field {self._field_name!r} is longer than {MAX_FIELD_BYTES} bytes.",
+                    param=self._field_name,
+                )
 
     def on_part_end(self) -> None:
         self._in_file_part = False
+        if self._field_name is not None:
+            value = self._field_value.decode("utf-8", "replace")
+            self.fields.setdefault(self._field_name, []).append(value)
+            self._field_name = None
 
 
 def _write_batch(file: IO[bytes], hasher: DocumentHasher, batch: bytes) -> None:
@@ -163,6 +192,7 @@ async def receive_audio_upload(
         MissingFileError: not a multipart body, or no `file` field.
         MalformedRequestError: the multipart body cannot be parsed.
         EmptyUploadError: the file has no bytes.
+        InvalidRequestError: too many other fields, or one too long.
         UploadTimeoutError: the upload came slower than `limits` allow.
         TooManyUploadsError: too many uploads are in progress.
         SpoolUnavailableError: the spool folder is missing, full or unwritable.
@@ -282,6 +312,7 @@ async def _spool_body(
         filename=collector.filename,
         size_bytes=collector.received,
         document_id=hasher.document_id(),
+        fields=collector.fields,
     )
 
 

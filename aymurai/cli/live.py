@@ -23,8 +23,8 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from aymurai.cli.formats import format_clock, speaker_label
 from aymurai.cli.stream import Done, Queued, StreamEvent
+from aymurai.transcription.formats import format_clock, speaker_label
 from aymurai.transcription.schemas import ASRDocument, ASRParagraph
 
 REFRESH_PER_SECOND = 4

@@ -22,7 +22,6 @@ from pathlib import Path
 import httpx
 from rich.console import Console
 
-from aymurai.cli.formats import FORMATS, Format, render
 from aymurai.cli.jobs import (
     DEFAULT_RETRIES,
     JobFollower,
@@ -34,6 +33,7 @@ from aymurai.cli.jobs import (
 )
 from aymurai.cli.live import format_duration, make_view
 from aymurai.cli.stream import ClientError, Done
+from aymurai.transcription.formats import FORMATS, Format, render
 from aymurai.transcription.schemas import ASRDocument, Transcription
 
 PROG = "aymurai-asr"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aymurai.cli.formats import format_clock, speaker_label
+from aymurai.transcription.formats import format_clock, speaker_label
 from aymurai.transcription.schemas import ASRDocument
 
 

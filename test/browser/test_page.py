@@ -12,9 +12,9 @@ import pytest
 import srt  # type: ignore[import-untyped]
 import webvtt
 
-from aymurai.cli.formats import render
 from aymurai.cli.live import format_duration
 from aymurai.simulator import WLKSimulator
+from aymurai.transcription.formats import render
 from aymurai.transcription.schemas import ASRDocument
 from test.audio_fixtures import make_audio_file, make_text_file
 from test.browser.conftest import SCREENSHOTS

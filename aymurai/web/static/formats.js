@@ -1,4 +1,4 @@
-// Transcript renderers: the same output as aymurai/cli/formats.py (keep the two in step).
+// Transcript renderers: the same output as aymurai/transcription/formats.py (keep the two in step).
 // An ASRDocument is {document_id, document: [paragraph], current_time, total_time}.
 
 export function speakerLabel(paragraph) {

@@ -10,10 +10,12 @@ import pytest
 import srt  # type: ignore[import-untyped]
 import webvtt
 
-from aymurai.cli.formats import (
+from aymurai.transcription.formats import (
     format_clock,
     format_srt_time,
     format_vtt_time,
+    is_diarized,
+    plain_text,
     render,
     render_json,
     render_srt,
@@ -161,3 +163,23 @@ def test_render_blank_speaker_name_falls_back_to_number() -> None:
     """A whitespace-only speaker name is treated as unset."""
     document = make_document(make_paragraph(0, 0, 1, "f440", speaker_no=4, speaker_name=" "))
     assert render_txt(document) == "[00:00:00] Speaker 4: f440\n"
+
+
+def test_render_subtitles_without_speaker_labels() -> None:
+    """label_speakers=False (OpenAI API, undiarized): cues carry the words only."""
+    subtitles = list(srt.parse(render_srt(SAMPLE, label_speakers=False)))
+    assert [s.content for s in subtitles] == ["f440 f440", "f880", "f1000 f440", "after ten hours"]
+    captions = webvtt.from_string(render_vtt(SAMPLE, label_speakers=False)).captions
+    assert [c.text for c in captions] == [s.content for s in subtitles]
+
+
+def test_plain_text_and_is_diarized() -> None:
+    """Plain text is every word single-spaced; one unnamed speaker is not diarized."""
+    assert plain_text(SAMPLE) == "f440 f440 f880 f1000 f440 after ten hours"
+    assert plain_text(make_document()) == ""
+    assert is_diarized(SAMPLE)
+    assert not is_diarized(
+        make_document(make_paragraph(0, 0, 1, "a"), make_paragraph(1, 1, 2, "b"))
+    )
+    named = make_document(make_paragraph(0, 0, 1, "a", speaker_name="Ana"))
+    assert is_diarized(named)

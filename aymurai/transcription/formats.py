@@ -1,7 +1,8 @@
 """Pure renderers: ASRDocument → JSON, plain text, SubRip (SRT) or WebVTT.
 
 Every function takes a document and returns a string; there is no I/O here, so the web page's
-JavaScript renderers (`aymurai/web/static/app.js`) can be checked against these by eye.
+JavaScript renderers (`aymurai/web/static/formats.js`) can be checked against these by eye. The CLI
+and the OpenAI-compatible API (`api/routes/openai.py`) both render through this module.
 
 Choices, and why:
 - Subtitles skip paragraphs whose text is empty: an SRT cue with no text ends the file for some
@@ -10,7 +11,11 @@ Choices, and why:
   upstream timestamps cannot make the file invalid.
 - Line breaks inside a paragraph are folded into spaces: a blank line ends a cue in both formats.
 - The speaker goes in front of the text ("Ana: …"), not in a WebVTT `<v Ana>` voice span, because
-  browsers and most players do not display voice names and SRT has no equivalent.
+  browsers and most players do not display voice names and SRT has no equivalent. The OpenAI API
+  asks for no label unless the transcript is diarized (`label_speakers=False`): OpenAI's own
+  subtitles carry the words only.
+- `plain_text` is the transcript as one string, words separated by single spaces: the same
+  normalisation as `transcription/text_deltas.py`, so streamed text and stored text compare equal.
 """
 
 from __future__ import annotations
@@ -56,6 +61,19 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def plain_text(document: ASRDocument) -> str:
+    """Every paragraph's words, in order, joined by single spaces."""
+    return " ".join(word for paragraph in document.document for word in paragraph.text.split())
+
+
+def is_diarized(document: ASRDocument) -> bool:
+    """Whether speakers tell anything: more than one speaker, or a reviewer named one.
+
+    WLK without diarization calls everyone speaker 1; it never says whether diarization is on.
+    """
+    return any(p.speaker_no != 1 or (p.speaker_name or "").strip() for p in document.document)
+
+
 def render_json(document: ASRDocument) -> str:
     return document.model_dump_json(indent=2) + "\n"
 
@@ -69,21 +87,25 @@ def render_txt(document: ASRDocument) -> str:
     return "".join(line + "\n" for line in lines)
 
 
-def _cues(document: ASRDocument) -> list[tuple[float, float, str]]:
+def _cues(document: ASRDocument, *, label_speakers: bool) -> list[tuple[float, float, str]]:
     cues = []
     for paragraph in document.document:
         text = _one_line(paragraph.text)
         if not text:
             continue
         start = max(paragraph.start, 0.0)
-        cues.append((start, max(paragraph.end, start), f"{speaker_label(paragraph)}: {text}"))
+        if label_speakers:
+            text = f"{speaker_label(paragraph)}: {text}"
+        cues.append((start, max(paragraph.end, start), text))
     return cues
 
 
-def render_srt(document: ASRDocument) -> str:
+def render_srt(document: ASRDocument, *, label_speakers: bool = True) -> str:
     blocks = [
         f"{index}\n{format_srt_time(start)} --> {format_srt_time(end)}\n{text}\n"
-        for index, (start, end, text) in enumerate(_cues(document), start=1)
+        for index, (start, end, text) in enumerate(
+            _cues(document, label_speakers=label_speakers), start=1
+        )
     ]
     return "\n".join(blocks)
 
@@ -93,10 +115,10 @@ def _escape_vtt(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def render_vtt(document: ASRDocument) -> str:
+def render_vtt(document: ASRDocument, *, label_speakers: bool = True) -> str:
     blocks = [
         f"{format_vtt_time(start)} --> {format_vtt_time(end)}\n{_escape_vtt(text)}\n"
-        for start, end, text in _cues(document)
+        for start, end, text in _cues(document, label_speakers=label_speakers)
     ]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
