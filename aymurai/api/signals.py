@@ -42,11 +42,22 @@ def drain_on_signals(begin_drain: Callable[[], None]) -> Iterator[None]:
         return
     loop = asyncio.get_running_loop()
     previous: dict[int, Any] = {}
+    drains: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
+
+    async def drain() -> None:
+        # In a task, not a bare loop callback: anyio (which the drain uses to start its timer)
+        # only knows which event loop runs when called from a task.
+        begin_drain()
+
+    def start_drain() -> None:
+        task = loop.create_task(drain())
+        drains.add(task)
+        task.add_done_callback(drains.discard)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         # This interrupts arbitrary code, maybe a request with its request id in context: hand
         # the drain to the loop (which also wakes it) in a clean context.
-        loop.call_soon_threadsafe(begin_drain, context=contextvars.Context())
+        loop.call_soon_threadsafe(start_drain, context=contextvars.Context())
         handler = previous.get(signum)
         if callable(handler):
             handler(signum, frame)
