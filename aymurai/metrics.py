@@ -13,6 +13,8 @@ Who records what (the layers only call methods here; nothing else imports promet
                                   first delta)
     transcription/service.py      cache lookups, queue wait, processing time, audio seconds,
                                   real-time factor, upstream closes by code
+    transcription/pool.py         per WLK server (`backend` label): sessions in use, state,
+                                  failures by code; transcription/pipeline.py: resumes
     (gauges read live)            requests queued, upstream sessions in use (admission queue),
                                   jobs held per API key name
     api/auth.py                   requests per API key name and outcome, 401s
@@ -21,10 +23,15 @@ Who records what (the layers only call methods here; nothing else imports promet
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:  # only for annotations: metrics imports nothing from the domain at run time
+    from aymurai.transcription.backends import Backend
+    from aymurai.transcription.pool import BackendStatus
 
 # What `generate_latest` writes. We name the version ourselves: recent prometheus-client releases
 # label CONTENT_TYPE_LATEST "version=1.0.0", which older Prometheus servers do not know.
@@ -87,7 +94,7 @@ class GatewayMetrics:
         self.upstream_sessions_in_use = Gauge(
             "aymurai_upstream_sessions_in_use",
             "Admitted transcriptions, each holding one WhisperLiveKit session (open or opening); "
-            "at most TRANSCRIBE_MAX_CONCURRENT_SESSIONS.",
+            "at most the sum of the session caps of the servers that are up.",
             registry=registry,
         )
         self.requests = Counter(
@@ -154,6 +161,38 @@ class GatewayMetrics:
             registry=registry,
         )
 
+        self.backend_sessions_in_use = Gauge(
+            "aymurai_upstream_backend_sessions_in_use",
+            "WhisperLiveKit sessions open or opening on each server (at most its max_sessions).",
+            ["backend"],
+            registry=registry,
+        )
+        self.backend_max_sessions = Gauge(
+            "aymurai_upstream_backend_max_sessions",
+            "Session cap of each WhisperLiveKit server.",
+            ["backend"],
+            registry=registry,
+        )
+        self.backend_up = Gauge(
+            "aymurai_upstream_backend_up",
+            "1 while a WhisperLiveKit server is up, 0 while the circuit breaker holds it down.",
+            ["backend"],
+            registry=registry,
+        )
+        self.backend_failures = Counter(
+            "aymurai_upstream_backend_failures",
+            "Failures counted against each WhisperLiveKit server (refused or failed handshake, "
+            "no config message, session lost mid-file, failed probe), by error code.",
+            ["backend", "code"],
+            registry=registry,
+        )
+        self.resumes = Counter(
+            "aymurai_upstream_resumes",
+            "Transcriptions resumed after losing their session mid-file, by the server lost.",
+            ["backend"],
+            registry=registry,
+        )
+
     def count_unauthenticated(self) -> None:
         self.key_unauthenticated.inc()
 
@@ -163,6 +202,25 @@ class GatewayMetrics:
     def watch_keys(self, held: Callable[[], dict[str, int]]) -> None:
         """Jobs queued or running per key name, read at every scrape."""
         self.registry.register(_HeldByKey(held))
+
+    def watch_backends(self, backends: list[Backend]) -> None:
+        """Create every server's series at startup, so dashboards see zeros, not gaps."""
+        for backend in backends:
+            self.backend_sessions_in_use.labels(backend=backend.name).set(0)
+            self.backend_max_sessions.labels(backend=backend.name).set(backend.max_sessions)
+            self.backend_up.labels(backend=backend.name).set(1)
+            self.resumes.labels(backend=backend.name)
+
+    def on_backend_status(self, status: BackendStatus) -> None:
+        name = status.backend.name
+        self.backend_sessions_in_use.labels(backend=name).set(status.in_use)
+        self.backend_up.labels(backend=name).set(1 if status.is_up else 0)
+
+    def on_backend_failure(self, name: str, code: str) -> None:
+        self.backend_failures.labels(backend=name, code=code).inc()
+
+    def count_resume(self, backend: Backend) -> None:
+        self.resumes.labels(backend=backend.name).inc()
 
     def watch_admission(self, *, queued: Callable[[], int], active: Callable[[], int]) -> None:
         """Read the admission queue's counts at every scrape (no bookkeeping to drift)."""

@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from aymurai.transcription.backends import Backend, parse_backend_uris
+
 MIB = 1024**2
 GIB = 1024**3
 HOUR_SECONDS = 3600.0
@@ -64,6 +66,8 @@ class Settings(BaseSettings):
     transcribe_detached_grace_seconds: float = Field(default=30.0, ge=0.0)
 
     # --- WhisperLiveKit upstream -------------------------------------------------------------
+    # One or more `/asr` URIs, comma-separated, each with an optional `#max_sessions=N` fragment
+    # (see `transcription/backends.py`).
     transcribe_keep_punctuation_only: bool = False
     transcribe_ws_uri: str = "ws://127.0.0.1:8000/asr"
     transcribe_ws_open_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -76,8 +80,15 @@ class Settings(BaseSettings):
     transcribe_ws_idle_timeout_seconds: float = Field(default=60.0, gt=0)
     transcribe_ws_ready_timeout_seconds: float = Field(default=120.0, gt=0)
     transcribe_ws_max_message_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    # Resume after a mid-file failure (see `transcription/seam.py`): how many per job (0 = off),
+    # how much audio before the end of WLK's last line is sent again, and how long one resume may
+    # wait for a server with room (reconnect attempts included).
+    transcribe_ws_max_resumes: int = Field(default=3, ge=0, le=100)
+    transcribe_ws_resume_overlap_seconds: float = Field(default=2.0, ge=0, le=30)
+    transcribe_ws_resume_timeout_seconds: float = Field(default=60.0, gt=0)
 
     # --- Admission control and shutdown ------------------------------------------------------
+    # The default session cap of each WLK server (a URI's `#max_sessions=N` overrides it).
     transcribe_max_concurrent_sessions: int = Field(default=2, ge=1, le=1024)
     transcribe_max_queued: int = Field(default=100, ge=0)
     transcribe_shutdown_grace_seconds: float = Field(default=30.0, ge=0)
@@ -126,8 +137,7 @@ class Settings(BaseSettings):
     @field_validator("transcribe_ws_uri")
     @classmethod
     def _check_ws_uri(cls, value: str) -> str:
-        if not value.startswith(("ws://", "wss://")):
-            raise ValueError("TRANSCRIBE_WS_URI must start with ws:// or wss://")
+        parse_backend_uris(value, default_max_sessions=1)  # raises ValueError with the reason
         return value
 
     @field_validator("transcribe_api_keys_file")
@@ -138,6 +148,13 @@ class Settings(BaseSettings):
     @property
     def keys_enabled(self) -> bool:
         return self.transcribe_api_keys_file is not None
+
+    @property
+    def ws_backends(self) -> list[Backend]:
+        """The WLK servers of TRANSCRIBE_WS_URI, with their session caps."""
+        return parse_backend_uris(
+            self.transcribe_ws_uri, default_max_sessions=self.transcribe_max_concurrent_sessions
+        )
 
     @property
     def ws_ping_interval(self) -> float | None:

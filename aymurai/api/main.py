@@ -133,7 +133,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 keep = frozenset(await service.spool_paths_in_use())
                 await anyio.to_thread.run_sync(partial(spool.remove_orphans, keep=keep))
                 await service.recover()  # logs and carries on when the database cannot
-                logger.info("gateway ready; WLK at %s", settings.transcribe_ws_uri)
+                logger.info(
+                    "gateway ready; WLK at %s",
+                    ", ".join(f"{b.name} (max {b.max_sessions})" for b in settings.ws_backends),
+                )
                 try:
                     with drain_on_signals(lambda: service.begin_shutdown(grace)):
                         yield

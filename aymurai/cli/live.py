@@ -23,7 +23,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from aymurai.cli.stream import Done, Queued, StreamEvent
+from aymurai.cli.stream import Done, Queued, StreamEvent, Upstream
 from aymurai.transcription.formats import format_clock, speaker_label
 from aymurai.transcription.schemas import ASRDocument, ASRParagraph
 
@@ -68,6 +68,7 @@ class LiveView:
         self._document: ASRDocument | None = None
         self._printed = 0
         self._queue_position: int | None = None
+        self._upstream: Upstream | None = None
         # (wall clock, audio seconds) when progress was first seen, for the ETA.
         self._rate_origin: tuple[float, float] | None = None
         self._done = False
@@ -82,6 +83,10 @@ class LiveView:
         self._live.start()
 
     def show(self, event: StreamEvent) -> None:
+        if isinstance(event, Upstream):
+            self._upstream = event
+            self._live.refresh()
+            return
         if isinstance(event, Queued):
             self._queue_position = event.position
             self._rate_origin = None
@@ -141,6 +146,13 @@ class LiveView:
         document = self._document
         if document is None:
             return Text(f"Uploading {self._filename}…  elapsed {format_duration(elapsed)}")
+        upstream = self._upstream
+        if upstream is not None and upstream.state == "reconnecting" and not self._done:
+            return Text(
+                f"Recognizer connection lost: resuming from {format_duration(upstream.resume_from)}"
+                f" (attempt {upstream.attempt})  elapsed {format_duration(elapsed)}",
+                style="yellow",
+            )
         total = document.total_time
         current = document.current_time or 0.0
         if self._done and total is not None:
@@ -154,12 +166,13 @@ class LiveView:
                 Text(f"elapsed {format_duration(elapsed)}"),
                 Text("done" if self._done else f"ETA {self._eta(current, total)}"),
             )
-        else:
-            table.add_row(
-                ProgressBar(total=None, width=30),
-                Text(f"{format_duration(current)} audio", style="dim"),
-                Text(f"elapsed {format_duration(elapsed)}"),
+        if upstream is not None:  # resumed: say so, a reader may wonder about a seam
+            note = Text(
+                f"resumed after losing the recognizer ({upstream.attempt}x, last from "
+                f"{format_duration(upstream.resume_from)})",
+                style="yellow",
             )
+            return Group(table, note)
         return table
 
     def _eta(self, current: float, total: float) -> str:

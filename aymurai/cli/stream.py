@@ -99,13 +99,22 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class Upstream:
+    """The recognizer was lost mid-file: `reconnecting`, then `resumed` from `resume_from` s."""
+
+    state: str
+    attempt: int
+    resume_from: float
+
+
+@dataclass(frozen=True)
 class Done:
     """The final transcript; nothing follows."""
 
     document: ASRDocument
 
 
-StreamEvent = Queued | Progress | Done
+StreamEvent = Queued | Progress | Upstream | Done
 
 
 @dataclass
@@ -138,6 +147,11 @@ class TranscriptionStream:
                 return Done(ASRDocument.model_validate_json(sse.data))
             if sse.event == "queued":
                 return Queued(int(json.loads(sse.data)["position"]))
+            if sse.event == "upstream":
+                body = json.loads(sse.data)
+                return Upstream(
+                    str(body["state"]), int(body["attempt"]), float(body["resume_from"])
+                )
             if sse.event == "error":
                 body = json.loads(sse.data)
                 raise TranscriptionFailedError(

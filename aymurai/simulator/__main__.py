@@ -31,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--fault", choices=[f.value for f in Fault], default=None)
     parser.add_argument("--fault-after", type=float, default=2.0, metavar="SECONDS")
+    parser.add_argument(
+        "--fault-times", type=int, default=0, metavar="N", help="fire in N sessions only (0: all)"
+    )
     parser.add_argument("--stall-seconds", type=float, default=30.0)
     parser.add_argument("--pause-seconds", type=float, default=2.0)
     parser.add_argument("--diarization", action="store_true")
@@ -66,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
             speed=args.speed,
             fault=args.fault,
             fault_after_seconds=args.fault_after,
+            fault_times=args.fault_times,
             diarization=args.diarization,
             use_audio_worklet=not args.no_worklet,
             stall_seconds=args.stall_seconds,

@@ -1,11 +1,13 @@
 """Simulator behaviour knobs: the ``Fault`` modes and per-session options.
 
 A ``WLKSimulator`` holds defaults; each connection may override them through the query string
-(``/asr?fault=drop&profile=0.2.17&speed=10&fault_after=1.5&diarization=1&worklet=0&dots=1``), so one
-simulator serves many behaviours. Unknown parameters are ignored, as the real server ignores them
-(``language``, ``mode``, ``token`` …). A *known* parameter with a bad value is rejected at the
-handshake with HTTP 400 instead, because a silently ignored typo in a test URL would make the test
-exercise the wrong behaviour.
+(``/asr?fault=drop&profile=0.2.17&speed=10&fault_after=1.5&diarization=1&worklet=0&dots=1``), so
+one simulator serves many behaviours. ``fault_times=N`` fires the fault in the first N sessions
+that reach it (counted per simulator), so a test can fail a session once and watch the client
+resume on a healthy one; 0 (the default) fires it in every session. Unknown parameters are
+ignored, as the real server ignores them (``language``, ``mode``, ``token`` …). A *known*
+parameter with a bad value is rejected at the handshake with HTTP 400 instead, because a silently
+ignored typo in a test URL would make the test exercise the wrong behaviour.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ class Fault(enum.StrEnum):
     """Send the final snapshot but never ``ready_to_stop``."""
     NO_WORKLET = "no_worklet"
     """Config says ``useAudioWorklet: false`` (the server expects a container, not PCM)."""
+    OVERLOAD = "overload"
+    """After ``fault_after_seconds`` of audio: an error message, then close 1011, as WLK does
+    since PR #435 when a session's audio queue stays full for 30 s."""
 
 
 # Short names accepted in query strings, for readable test URLs.
@@ -71,6 +76,8 @@ class SessionOptions:
     # Real Whisper hallucinates runs of punctuation (". . . .") in pauses of compressed audio and
     # WLK passes them on as speech lines: ``?dots=1`` adds such a line after every silence line.
     punctuation_in_pauses: bool = False
+    fault_times: int = 0
+    """Fire the fault in the first N sessions of the simulator that reach it; 0 = in all."""
 
     def __post_init__(self) -> None:
         for name in ("speed", "snapshot_interval_seconds", "pause_seconds"):
@@ -81,6 +88,8 @@ class SessionOptions:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise InvalidOptionError(f"{name} must be a non-negative number, got {value!r}")
+        if self.fault_times < 0:
+            raise InvalidOptionError(f"fault_times must be >= 0, got {self.fault_times!r}")
 
     @property
     def sends_worklet_config(self) -> bool:
@@ -109,6 +118,13 @@ class SessionOptions:
         ):
             if key in query:
                 changes[name] = _parse_float(key, query[key])
+        if "fault_times" in query:
+            try:
+                changes["fault_times"] = int(query["fault_times"])
+            except ValueError:
+                raise InvalidOptionError(
+                    f"fault_times must be an integer, got {query['fault_times']!r}"
+                ) from None
         if "diarization" in query:
             changes["diarization"] = _parse_bool("diarization", query["diarization"])
         if "dots" in query:

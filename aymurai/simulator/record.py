@@ -38,6 +38,8 @@ class SessionRecord:
     """Most audio received but not yet processed, measured as each frame arrived."""
     messages_sent: int = 0
     max_frame_bytes: int = 0
+    fault_fired: bool = False
+    """The session's fault fired (False when ``fault_times`` was used up by earlier sessions)."""
     dropped_pcm_bytes: int = 0
     """Received audio never processed: the 0.2.17 end-of-stream drop of the unprocessed tail."""
 

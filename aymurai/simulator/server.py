@@ -52,6 +52,7 @@ class WLKSimulator:
         speed: Processing speed as a multiple of real time (audio seconds per wall second).
         fault: A ``Fault`` (or its name) injected into every session, or None.
         fault_after_seconds: Seconds of received audio after which mid-stream faults fire.
+        fault_times: Fire the fault in the first N sessions only (0: in every session).
         diarization: Alternate speakers 1/2 at each long pause, fill ``buffer_diarization``.
         use_audio_worklet: The config's ``useAudioWorklet``; False means a container is expected.
         stall_seconds: Length of ``Fault.STALL``.
@@ -76,6 +77,7 @@ class WLKSimulator:
         snapshot_interval_seconds: float = 0.05,
         pause_seconds: float = 2.0,
         *,
+        fault_times: int = 0,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
@@ -89,6 +91,7 @@ class WLKSimulator:
             stall_seconds=stall_seconds,
             snapshot_interval_seconds=snapshot_interval_seconds,
             pause_seconds=pause_seconds,
+            fault_times=fault_times,
         )
         self.host = host
         self._port = port
@@ -96,6 +99,8 @@ class WLKSimulator:
         self.max_concurrent_sessions = 0
         self.open_sessions = 0
         self.refused_handshakes = 0
+        self.faults_fired = 0
+        """Faults fired so far, across sessions (what ``fault_times`` counts)."""
         self._server: Server | None = None
         self._stopping = asyncio.Event()
         self._changed: asyncio.Condition | None = None
@@ -232,12 +237,18 @@ class WLKSimulator:
             options = self._session_options(url.query)
         except InvalidOptionError as exc:
             return connection.respond(HTTPStatus.BAD_REQUEST, f"{exc}\n")
-        if options.fault is Fault.HANDSHAKE_REFUSED:
+        if options.fault is Fault.HANDSHAKE_REFUSED and self._claim_fault(options):
             self.refused_handshakes += 1
             return connection.respond(
                 HTTPStatus.SERVICE_UNAVAILABLE, "Simulated: server not ready\n"
             )
         return None
+
+    def _claim_fault(self, options: SessionOptions) -> bool:
+        if options.fault_times and self.faults_fired >= options.fault_times:
+            return False
+        self.faults_fired += 1
+        return True
 
     async def _handle(self, connection: ServerConnection) -> None:
         url = urlsplit(connection.request.path if connection.request else "")
@@ -253,12 +264,22 @@ class WLKSimulator:
         self.open_sessions += 1
         self.max_concurrent_sessions = max(self.max_concurrent_sessions, self.open_sessions)
         index = len(self.sessions) - 1
+        # The open count is logged so a per-server session cap can be checked from the log.
         logger.info(
-            "session %d opened: %s", index, connection.request.path if connection.request else ""
+            "session %d opened (%d open): %s",
+            index,
+            self.open_sessions,
+            connection.request.path if connection.request else "",
         )
         await self._notify()
         try:
-            await Session(connection, options, record, self._stopping).run()
+            await Session(
+                connection,
+                options,
+                record,
+                self._stopping,
+                claim_fault=lambda: self._claim_fault(options),
+            ).run()
             await connection.wait_closed()
         finally:
             record.closed_at = time.monotonic()

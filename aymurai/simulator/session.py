@@ -27,6 +27,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Callable
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -60,6 +61,7 @@ FFMPEG_ERROR = (
 )
 PARAMETER_ERROR = "Unsupported language: 'xx' (simulated session-parameter error)"
 CLOSE_REASON_1011 = "simulated internal server error"
+OVERLOAD_ERROR = "Audio queue full for 30 s: the server is overloaded (simulated)"
 # Sent before snapshots under Fault.MALFORMED_JSON: one frame that is not JSON at all, one that is
 # JSON of a type no WLK version sends.
 MALFORMED_FRAMES = (
@@ -77,12 +79,14 @@ class Session:
         options: SessionOptions,
         record: SessionRecord,
         stopping: asyncio.Event,
+        claim_fault: Callable[[], bool] = lambda: True,
     ) -> None:
         self._connection = connection
         self._options = options
         self._profile = options.profile
         self._record = record
         self._stopping = stopping
+        self._claim_fault = claim_fault  # False once the simulator fired it `fault_times` times
         self._transcript = Transcript(
             pause_seconds=options.pause_seconds,
             diarization=options.diarization,
@@ -186,7 +190,15 @@ class Session:
             and record.audio_seconds >= self._options.fault_after_seconds
         ):
             self._fault_fired = True
-            await self._fire_fault(self._options.fault)
+            if self._claim_fault():
+                record.fault_fired = True
+                logger.info(
+                    "session %s: firing %s after %.2f s of audio",
+                    self._index,
+                    self._options.fault.value,
+                    record.audio_seconds,
+                )
+                await self._fire_fault(self._options.fault)
 
     async def _fire_fault(self, fault: Fault) -> None:
         if fault is Fault.CLOSE_1011:
@@ -201,6 +213,11 @@ class Session:
             self._fail_with_error_status()
         elif fault is Fault.STALL:
             await self._stall()
+        elif fault is Fault.OVERLOAD:
+            self._live = False
+            self._stop_workers()
+            await self._send_quietly(build_error_message(OVERLOAD_ERROR))
+            await self._connection.close(1011, OVERLOAD_ERROR)
 
     def _fail_with_error_status(self) -> None:
         self._live = False

@@ -1,5 +1,8 @@
 """Admission control: at most N upstream WLK sessions at once, a bounded fair queue behind them.
 
+N is the pool's capacity (`pool.py`): the sum of the session caps of the WLK servers that are up;
+it changes as servers go down and come back (`set_max_active`).
+
 A WLK server shares one model across sessions and has no limit of its own: measured on a real
 deployment, 3 concurrent 15-minute uploads lost one at 91 % and 4 lost all (1011). The limit lives
 here. Reservation is synchronous (no await between the capacity check and taking a place), so a
@@ -217,6 +220,18 @@ class AdmissionQueue:
             self._active -= 1
         elif ticket in self._waiting:
             self._waiting.remove(ticket)  # left the queue before its turn
+        self._admit_waiting()
+
+    def set_max_active(self, max_active: int) -> None:
+        """The upstream capacity changed (a server went down or came back).
+
+        Running jobs keep their slots when it shrinks (they resume elsewhere or wait); waiting
+        ones are admitted at once when it grows.
+        """
+        self.max_active = max_active
+        self._admit_waiting()
+
+    def _admit_waiting(self) -> None:
         while self._waiting and self._active < self.max_active:
             self._active += 1
             self._waiting.popleft().grant()

@@ -33,7 +33,7 @@ EPOCH_SPAN = 1_000_000_000
 DEFAULT_HISTORY = 64
 FULL_ENCODINGS_KEPT = 2
 
-EventKind = Literal["queued", "transcription", "done", "error", "suspended"]
+EventKind = Literal["queued", "transcription", "upstream", "done", "error", "suspended"]
 TERMINAL_KINDS: frozenset[str] = frozenset({"done", "error", "suspended"})
 
 
@@ -56,6 +56,8 @@ class JobEvent:
     position: int | None = None
     error_code: str | None = None
     error_detail: str | None = None
+    upstream: dict[str, Any] | None = None
+    """`upstream` only: {"state", "attempt", "resume_from"} of a resume (see `seam.py`)."""
     # Encoded frames, filled by the wire layer (one entry per frame flavour) for all subscribers.
     frames: dict[str, bytes] = field(default_factory=dict)
 
@@ -66,6 +68,8 @@ class JobEvent:
     @cached_property
     def document_json(self) -> str:
         """The full state as the POST stream sends it (`ASRDocument`), or the queued data."""
+        if self.kind == "upstream":
+            return json.dumps(self.upstream)
         if self.kind == "queued":
             assert self.document is not None
             return json.dumps(
@@ -166,6 +170,18 @@ class MemoryEventLog:
         self._changed.set()
         self._changed = anyio.Event()
 
+    def _newest_state(self) -> list[JobEvent]:
+        """The newest event that carries the job's state, and the `upstream` notices after it.
+
+        A notice is not a state: a reader that starts (or catches up) on one would have no
+        document to apply the next delta to.
+        """
+        events = list(self._events)
+        for index in range(len(events) - 1, -1, -1):
+            if events[index].kind != "upstream":
+                return events[index:]
+        return events[-1:]
+
     async def read_after(self, after_id: int, *, timeout_seconds: float | None) -> Read | None:
         latest = self.latest
         if latest is None or latest.id <= after_id:
@@ -176,5 +192,5 @@ class MemoryEventLog:
             if latest is None or latest.id <= after_id:
                 return None
         if after_id < 0 or not any(event.id == after_id for event in self._events):
-            return Read([latest], gap=True)
+            return Read(self._newest_state(), gap=True)
         return Read([event for event in self._events if event.id > after_id])

@@ -165,7 +165,11 @@ def probe_audio(path: Path, *, max_seconds: float | None = None) -> AudioInfo:
 
 
 def iter_pcm_chunks(
-    path: Path, *, chunk_seconds: float = 1.0, max_seconds: float | None = None
+    path: Path,
+    *,
+    chunk_seconds: float = 1.0,
+    max_seconds: float | None = None,
+    start_seconds: float = 0.0,
 ) -> Generator[bytes, None, None]:
     """Decode `path` to 16 kHz mono s16le PCM, yielding fixed-size chunks.
 
@@ -178,6 +182,8 @@ def iter_pcm_chunks(
             exactly ``round(chunk_seconds * 16000) * 2`` bytes.
         max_seconds: the longest audio decoded; None for no limit. Checked on the decoded
             samples, whatever the header said (the probe already checked the header).
+        start_seconds: output starts at this position (a resumed transcription's seek point),
+            exact to the sample: see `_skip_samples`. Past the end, nothing is yielded.
 
     Raises:
         ValueError: `chunk_seconds` is too small for one sample.
@@ -198,10 +204,12 @@ def iter_pcm_chunks(
     )
     pending = bytearray()
     emitted = False
-    decoded_bytes = 0
     with _open_input(path) as container:
         stream = _select_audio_stream(container)
-        for block in _iter_resampled(container, stream):
+        start_sample = round(max(0.0, start_seconds) * TARGET_SAMPLE_RATE)
+        # The limit is on the position in the file, not on what is sent after a seek point.
+        decoded_bytes = start_sample * _SAMPLE_WIDTH_BYTES
+        for block in _skip_samples(_iter_resampled(container, stream), start_sample):
             pcm = _to_s16le(block)
             decoded_bytes += len(pcm)
             if max_bytes is not None and decoded_bytes > max_bytes:
@@ -214,8 +222,24 @@ def iter_pcm_chunks(
                 del pending[:chunk_bytes]
     if pending:
         yield bytes(pending)
-    elif not emitted:
+    elif not emitted and start_seconds <= 0:
         raise InvalidAudioError("audio stream has no samples")
+
+
+def _skip_samples(blocks: Iterator[FloatArray], count: int) -> Iterator[FloatArray]:
+    """`blocks` without their first `count` samples (16 kHz output samples).
+
+    We decode from the start and drop, rather than seek the container: after a seek FFmpeg lands
+    on a packet boundary and the resampler starts cold, so the samples would differ from those
+    of the first session; decoding is 100-1000x real time (docs/decoding.md), cheap next to a
+    reconnect.
+    """
+    for block in blocks:
+        if count >= len(block):
+            count -= len(block)
+            continue
+        yield block[count:] if count else block
+        count = 0
 
 
 def sniff_demuxer(path: Path) -> str | None:

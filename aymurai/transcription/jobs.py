@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,6 +84,19 @@ class Transcribing:
 
 
 @dataclass(frozen=True)
+class Upstream:
+    """The WLK session was lost mid-file and the job is resuming (see `seam.py`).
+
+    Unlike the other updates, these are never coalesced away: the recorder sees each one.
+    """
+
+    document_id: uuid.UUID
+    state: str  # "reconnecting" | "resumed"
+    attempt: int  # 1 for the first resume of this job
+    resume_from: float  # the seek point, in seconds of the file
+
+
+@dataclass(frozen=True)
 class Done:
     document: ASRDocument
 
@@ -103,8 +117,11 @@ class Keepalive:
     """Nothing changed for a while; the SSE layer turns this into a `: keepalive` comment."""
 
 
-JobUpdate = Queued | Transcribing | Done | Failed | Suspended
+JobUpdate = Queued | Transcribing | Upstream | Done | Failed | Suspended
 KEEPALIVE = Keepalive()
+# Upstream notices kept for a reader that has not seen them yet; a job has at most
+# 2 × TRANSCRIBE_WS_MAX_RESUMES of them, this bounds memory all the same.
+MAX_NOTICES = 32
 
 
 def new_job_id() -> str:
@@ -151,6 +168,7 @@ class TranscriptionJob:
         self.on_unwatched: Callable[[TranscriptionJob], None] | None = None
         self._latest: JobUpdate | None = None
         self._version = 0
+        self._notices: deque[tuple[int, Upstream]] = deque(maxlen=MAX_NOTICES)
         self._changed = anyio.Event()
         self._sequence = 0
         self._current_time = 0.0
@@ -169,6 +187,8 @@ class TranscriptionJob:
             return  # the first terminal update is final
         self._latest = update
         self._version += 1
+        if isinstance(update, Upstream):
+            self._notices.append((self._version, update))
         self._changed.set()
         self._changed = anyio.Event()
 
@@ -196,7 +216,10 @@ class TranscriptionJob:
                     await anyio.sleep(wait)
             update = self._latest
             assert update is not None
+            notices = [n for v, n in self._notices if v > seen and n is not update]
             seen = self._version
+            for notice in notices:  # published since, then overwritten: still delivered
+                yield notice
             yield update
             last_emit_at = anyio.current_time()
             if isinstance(update, Done | Failed | Suspended):
@@ -259,6 +282,17 @@ class TranscriptionJob:
                     self._current_time = document.current_time or 0.0
                     await self.log.append(
                         self._event("transcription", document=document, delta=delta)
+                    )
+                elif isinstance(update, Upstream):
+                    await self.log.append(
+                        self._event(
+                            "upstream",
+                            upstream={
+                                "state": update.state,
+                                "attempt": update.attempt,
+                                "resume_from": wire_time(update.resume_from),
+                            },
+                        )
                     )
                 elif isinstance(update, Done):
                     self._current_time = update.document.current_time or self._current_time

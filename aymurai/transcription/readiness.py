@@ -1,69 +1,46 @@
-"""Is WhisperLiveKit reachable? A cached WebSocket-handshake probe for `GET /readyz`.
+"""Is WhisperLiveKit ready? What `GET /readyz` says about the pool of WLK servers.
 
 Readiness checks arrive often (every few seconds from each load balancer or kubelet), and each
-probe against the real server opens a session there (WLK sets up per-session state on accept), so
-we keep it light:
-- a result is cached for `ttl_seconds`, a failure as well as a success, so a dead server is not
-  hammered either;
-- at most one probe is in flight: concurrent checks wait on a lock and then reuse its result;
-- a real transcription connecting upstream counts as a successful probe (`record_success`), so a
-  busy gateway never opens probe sessions at all;
-- the probe sends nothing: it completes the handshake and closes at once (code 1000).
+probe against a real server opens a session there (WLK sets up per-session state on accept), so
+the probes stay light (`pool.py`):
+- a server's answer is reused for TRANSCRIBE_WS_PROBE_TTL_SECONDS, and a real transcription
+  opening a session counts as one, so a busy gateway never opens probe sessions at all;
+- at most one probe per server is in flight: concurrent checks wait and reuse its result;
+- a probe sends no audio: handshake, config message, close (1000).
+
+The gateway is ready while at least one server is up; each server's state is listed.
 """
 
 from __future__ import annotations
 
-import logging
-import math
-from dataclasses import replace
+from dataclasses import dataclass
+from typing import Any
 
-import anyio
-
-from aymurai.errors import UpstreamError
-from aymurai.transcription.upstream import ConnectionOptions, connect_wlk
-
-logger = logging.getLogger(__name__)
+from aymurai.transcription.pool import UpstreamPool
 
 
-class UpstreamProbe:
-    """The last known answer to "does WLK accept a WebSocket handshake?"."""
+@dataclass(frozen=True)
+class UpstreamReadiness:
+    problem: str | None
+    """None while at least one server is up, else the first server's `"CODE: detail"`."""
+    servers: list[dict[str, Any]]
+    """Per server: name, state (up/down), sessions in use, cap, last problem."""
 
-    def __init__(
-        self, options: ConnectionOptions, *, ttl_seconds: float, timeout_seconds: float
-    ) -> None:
-        self._options = replace(
-            options,
-            open_timeout_seconds=min(options.open_timeout_seconds, timeout_seconds),
-            ping_interval_seconds=None,
-        )
-        self._ttl = ttl_seconds
-        self._lock = anyio.Lock()
-        self._checked_at = -math.inf
-        self._problem: str | None = None
 
-    def record_success(self) -> None:
-        """A transcription just completed a handshake: as good as a probe."""
-        self._checked_at = anyio.current_time()
-        self._problem = None
-
-    def _is_fresh(self) -> bool:
-        return anyio.current_time() - self._checked_at < self._ttl
-
-    async def check(self) -> str | None:
-        """None when WLK accepted a handshake within the TTL, else `"CODE: detail"`."""
-        if self._is_fresh():
-            return self._problem
-        async with self._lock:
-            if not self._is_fresh():  # another check may have probed while we waited
-                self._problem = await self._probe()
-                self._checked_at = anyio.current_time()
-            return self._problem
-
-    async def _probe(self) -> str | None:
-        try:
-            async with connect_wlk(self._options):
-                pass
-        except UpstreamError as exc:
-            logger.warning("readiness: WLK probe failed: %s", exc.detail)
-            return f"{exc.code}: {exc.detail}"
-        return None
+async def check_upstream(pool: UpstreamPool) -> UpstreamReadiness:
+    """Probe the servers whose last answer is stale, then report."""
+    statuses = await pool.check()
+    servers = [
+        {
+            "name": status.backend.name,
+            "state": status.state.value,
+            "sessions_in_use": status.in_use,
+            "max_sessions": status.backend.max_sessions,
+            "problem": status.problem,
+        }
+        for status in statuses
+    ]
+    if any(status.is_up for status in statuses):
+        return UpstreamReadiness(None, servers)
+    problem = next((s.problem for s in statuses if s.problem), "UPSTREAM_UNAVAILABLE: no server")
+    return UpstreamReadiness(problem, servers)

@@ -56,8 +56,8 @@ from aymurai.transcription.jobs import (
     TranscriptionJob,
     wire_time,
 )
-from aymurai.transcription.pipeline import PipelineOptions, run_transcription
-from aymurai.transcription.readiness import UpstreamProbe
+from aymurai.transcription.pipeline import PipelineOptions, ResumeOptions, run_transcription
+from aymurai.transcription.pool import UpstreamPool
 from aymurai.transcription.registry import JobRegistry, MemoryJobRegistry
 from aymurai.transcription.schemas import (
     ASRDocument,
@@ -74,7 +74,7 @@ logger = logging.getLogger(__name__)
 def pipeline_options(settings: Settings) -> PipelineOptions:
     return PipelineOptions(
         connection=ConnectionOptions(
-            uri=settings.transcribe_ws_uri,
+            uri=settings.ws_backends[0].uri,  # each job connects to the server it leases
             open_timeout_seconds=settings.transcribe_ws_open_timeout_seconds,
             close_timeout_seconds=settings.transcribe_ws_close_timeout_seconds,
             ping_interval_seconds=settings.ws_ping_interval,
@@ -89,6 +89,11 @@ def pipeline_options(settings: Settings) -> PipelineOptions:
             config_timeout_seconds=settings.transcribe_ws_open_timeout_seconds,
         ),
         chunk_seconds=settings.transcribe_ws_chunk_seconds,
+        resume=ResumeOptions(
+            max_resumes=settings.transcribe_ws_max_resumes,
+            overlap_seconds=settings.transcribe_ws_resume_overlap_seconds,
+            timeout_seconds=settings.transcribe_ws_resume_timeout_seconds,
+        ),
         keep_punctuation_only=settings.transcribe_keep_punctuation_only,
         max_audio_seconds=settings.transcribe_max_audio_seconds,
     )
@@ -135,23 +140,30 @@ class TranscriptionService:
         self._task_group = task_group
         self._options = pipeline_options(settings)
         self.decode_limiter = anyio.CapacityLimiter(settings.transcribe_max_concurrent_decodes)
+        self.metrics = metrics or GatewayMetrics()
+        backends = settings.ws_backends
         per_key = settings.transcribe_api_key_max_jobs
         self.admission = AdmissionQueue(
-            max_active=settings.transcribe_max_concurrent_sessions,
+            max_active=sum(backend.max_sessions for backend in backends),
             max_queued=settings.transcribe_max_queued,
             max_per_key=per_key if settings.keys_enabled and per_key > 0 else None,
         )
-        self.metrics = metrics or GatewayMetrics()
         self.metrics.watch_admission(
             queued=lambda: self.admission.queued, active=lambda: self.admission.active
         )
         if settings.keys_enabled:
             self.metrics.watch_keys(self.admission.held_by_key)
-        self.upstream_probe = UpstreamProbe(
+        self.pool = UpstreamPool(
+            backends,
             self._options.connection,
-            ttl_seconds=settings.transcribe_ws_probe_ttl_seconds,
-            timeout_seconds=settings.transcribe_ws_probe_timeout_seconds,
+            probe_ttl_seconds=settings.transcribe_ws_probe_ttl_seconds,
+            probe_timeout_seconds=settings.transcribe_ws_probe_timeout_seconds,
+            on_capacity=self.admission.set_max_active,
+            observer=self.metrics,
         )
+        self.metrics.watch_backends(backends)
+        # Brings down servers back (probes with backoff); ends with the task group.
+        task_group.start_soon(self.pool.run_probes)
         self.registry: JobRegistry = registry or MemoryJobRegistry()
         self.accepting = True
 
@@ -461,7 +473,6 @@ class TranscriptionService:
         def on_upstream_connected() -> None:
             nonlocal upstream_connected
             upstream_connected = True
-            self.upstream_probe.record_success()
 
         close_code: int | None = None
         try:
@@ -489,7 +500,9 @@ class TranscriptionService:
                         options=self._options,
                         store=self.store,
                         decode_limiter=self.decode_limiter,
+                        pool=self.pool,
                         on_upstream_connected=on_upstream_connected,
+                        on_resume=self.metrics.count_resume,
                     )
                     self.metrics.observe_success(
                         processing_seconds=time.monotonic() - admitted_at,

@@ -18,7 +18,12 @@ from dataclasses import dataclass
 import anyio
 from anyio.abc import ObjectReceiveStream
 
-from aymurai.errors import UpstreamProtocolError, UpstreamServiceError, UpstreamTimeoutError
+from aymurai.errors import (
+    UpstreamProtocolError,
+    UpstreamServiceError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+)
 from aymurai.transcription.concurrency import open_task_group
 from aymurai.transcription.pacing import LeadPacer, is_quiet
 from aymurai.transcription.upstream import WLKConnection
@@ -53,10 +58,23 @@ class SessionProgress:
     sent_seconds: float
 
 
-async def _expect_config(connection: WLKConnection, timeout_seconds: float) -> None:
-    """Read WLK's first message; refuse a server that is not in `--pcm-input` mode."""
-    with anyio.fail_after(timeout_seconds):
-        message = await connection.receive()
+async def expect_config(connection: WLKConnection, timeout_seconds: float) -> None:
+    """Read WLK's first message; refuse a server that is not in `--pcm-input` mode.
+
+    Raises:
+        UpstreamUnavailableError: no message within `timeout_seconds` (the server accepted the
+            socket but is not serving: counts against it like a refused handshake).
+        UpstreamServiceError: WLK rejected the session parameters (0.2.25+ error message).
+        UpstreamProtocolError: WLK expects encoded audio (`useAudioWorklet: false`).
+    """
+    try:
+        with anyio.fail_after(timeout_seconds):
+            message = await connection.receive()
+    except TimeoutError:
+        raise UpstreamUnavailableError(
+            "The speech recognition server sent no config message within "
+            f"{timeout_seconds:g} seconds."
+        ) from None
     if isinstance(message, ErrorMessage):
         raise UpstreamServiceError(
             f"The speech recognition server rejected the session: {message.error}"
@@ -72,18 +90,43 @@ async def _expect_config(connection: WLKConnection, timeout_seconds: float) -> N
     logger.warning("WLK sent no config message first (got %s); assuming --pcm-input", message)
 
 
+# WLK closes an overloaded session (audio queue full for 30 s, WhisperLiveKit PR #435) with an
+# error message then 1011; we wait this long for that close to tell it from a final error.
+ERROR_CLOSE_WAIT_SECONDS = 1.0
+
+
+async def _raise_session_error(
+    connection: WLKConnection, message: ErrorMessage, timeout_seconds: float
+) -> None:
+    """Raise for an error message mid-session, chained to the close that follows, if any.
+
+    Chaining to the close (`close_code_of` then sees 1011) is what lets the pipeline resume after
+    an overload close, and not after an error that closes with 4400 or not at all.
+    """
+    detail = f"The speech recognition server reported an error: {message.error}"
+    try:
+        with anyio.move_on_after(min(ERROR_CLOSE_WAIT_SECONDS, timeout_seconds)):
+            while True:
+                await connection.receive()
+    except UpstreamServiceError as closed:
+        raise UpstreamServiceError(f"{detail} ({closed.detail})") from closed.__cause__
+    raise UpstreamServiceError(detail)
+
+
 async def run_session(
     connection: WLKConnection,
     pcm_chunks: ObjectReceiveStream[bytes],
     *,
     options: SessionOptions,
     on_progress: Callable[[SessionProgress], None],
+    config_received: bool = False,
 ) -> StatusSnapshot | None:
     """Stream all PCM through an open session; return WLK's last snapshot before `ready_to_stop`.
 
     Args:
         pcm_chunks: 16 kHz mono s16le chunks of at most one second; closed at end of audio.
         on_progress: called from the reader after each status snapshot; must not block.
+        config_received: the caller already read WLK's config (`expect_config`).
 
     Returns:
         The final snapshot (None if WLK recognised nothing and sent none).
@@ -93,7 +136,8 @@ async def run_session(
         UpstreamProtocolError: WLK is not in PCM mode, or finished before the end of audio.
         UpstreamTimeoutError: idle for too long, or no `ready_to_stop` in time.
     """
-    await _expect_config(connection, options.config_timeout_seconds)
+    if not config_received:
+        await expect_config(connection, options.config_timeout_seconds)
     pacer = LeadPacer(
         budget_seconds=options.lead_budget_seconds,
         initial_grace_seconds=options.lead_initial_grace_seconds,
@@ -165,9 +209,7 @@ async def run_session(
                     )
                 return latest
             elif isinstance(message, ErrorMessage):
-                raise UpstreamServiceError(
-                    f"The speech recognition server reported an error: {message.error}"
-                )
+                await _raise_session_error(connection, message, options.config_timeout_seconds)
             elif isinstance(message, UnknownMessage):
                 logger.warning("ignoring WLK message: %s %r", message.reason, message.raw)
             else:  # a repeated config message is harmless

@@ -308,3 +308,42 @@ async def test_page_cancel_aborts_stream_and_frees_upstream(
         assert session.is_closed
     finally:
         await context.close()
+
+
+async def test_page_shows_a_resume_and_ends_with_the_stored_document(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """WLK lost mid-file once: the page says it is resuming, then shows the stored document."""
+    async with WLKSimulator(speed=10.0) as simulator:
+        settings = make_settings(
+            tmp_path,
+            transcribe_ws_uri=simulator.url_for(fault="close_1011", fault_after=6.0, fault_times=1),
+            transcribe_ws_lead_budget_seconds=3.0,
+        )
+        audio = make_audio_file(
+            tmp_path, fmt="wav_s16", tone_hz=[(440.0, 4.0), (660.0, 4.0), (880.0, 4.0)]
+        )
+        async with run_gateway(settings) as gateway:
+            context = await browser.new_context()
+            context.set_default_timeout(30_000)
+            page = await context.new_page()
+            try:
+                await page.goto(gateway.base_url + "/")
+                await page.set_input_files("#file-input", str(audio))
+                await page.click("#start-button")
+                # Checked in the page, in one go: the status line names the resume.
+                await page.wait_for_function(
+                    """() => Boolean(document.body.dataset.upstream)
+                        && /resum/i.test(document.getElementById("status-text").textContent)"""
+                )
+                await page.wait_for_selector(FINISHED, state="attached")
+                assert await page.get_attribute("body", "data-state") == "done"
+                assert await page.get_attribute("body", "data-upstream") == "resumed"
+                document_id = await page.get_attribute("#result", "data-document-id")
+                async with gateway.client() as client:
+                    response = await client.get(f"/asr/validation/document/{document_id}")
+                document = ASRDocument.model_validate_json(response.content)
+                assert await rendered_paragraphs(page) == expected_paragraphs(document)
+            finally:
+                await context.close()
+    assert len(simulator.sessions) == 2

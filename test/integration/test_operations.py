@@ -202,6 +202,15 @@ async def test_readiness_flips_with_the_upstream(tmp_path: Path) -> None:
             assert ready.json() == {
                 "status": "ready",
                 "checks": {"database": "ok", "spool": "ok", "upstream": "ok"},
+                "upstreams": [
+                    {
+                        "name": simulator.url,
+                        "state": "up",
+                        "sessions_in_use": 0,
+                        "max_sessions": 8,
+                        "problem": None,
+                    }
+                ],
             }
 
             await simulator.stop()
@@ -209,6 +218,7 @@ async def test_readiness_flips_with_the_upstream(tmp_path: Path) -> None:
             assert down.json()["status"] == "unavailable"
             assert down.json()["checks"]["database"] == "ok"
             assert down.json()["checks"]["upstream"].startswith("UPSTREAM_UNAVAILABLE: ")
+            assert down.json()["upstreams"][0]["state"] == "down"
             assert (await client.get("/healthz")).status_code == 200
 
             await simulator.start()

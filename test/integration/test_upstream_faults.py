@@ -1,4 +1,8 @@
-"""Every way WLK can fail maps to one `event: error` with a stable code, and nothing is stored."""
+"""Every way WLK can fail maps to one `event: error` with a stable code, and nothing is stored.
+
+Resuming is off here (TRANSCRIBE_WS_MAX_RESUMES=0): these faults hit every session, and what is
+checked is the mapping of the failure that ends the job. Resumes: test_resume.py.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ async def test_upstream_fault_maps_to_error_event(
             transcribe_ws_uri=simulator.url_for(**query),
             transcribe_ws_idle_timeout_seconds=1.0,
             transcribe_ws_ready_timeout_seconds=1.0,
+            transcribe_ws_max_resumes=0,
         )
         audio = make_audio_file(tmp_path, fmt="wav_s16", seconds=4.0, tone_hz=440)
         async with run_gateway(settings) as gateway, gateway.client() as client:
@@ -98,6 +103,7 @@ async def test_upstream_stall_answers_within_idle_timeout(tmp_path: Path) -> Non
             transcribe_ws_idle_timeout_seconds=1.5,
             transcribe_ws_ping_interval_seconds=0.5,
             transcribe_ws_ping_timeout_seconds=5,
+            transcribe_ws_max_resumes=0,
         )
         audio = make_audio_file(tmp_path, fmt="wav_s16", seconds=3.0)
         loop = asyncio.get_running_loop()
@@ -118,6 +124,7 @@ async def test_upstream_ping_timeout_is_a_service_error(tmp_path: Path) -> None:
             transcribe_ws_idle_timeout_seconds=20.0,
             transcribe_ws_ping_interval_seconds=0.2,
             transcribe_ws_ping_timeout_seconds=0.5,
+            transcribe_ws_max_resumes=0,
         )
         audio = make_audio_file(tmp_path, fmt="wav_s16", seconds=3.0)
         async with run_gateway(settings) as gateway, gateway.client() as client:

@@ -3,8 +3,9 @@
 `/healthz` answers 200 as long as the process serves HTTP: it checks nothing else, so a slow
 database or WLK never gets a healthy process restarted. `/readyz` says whether this instance
 should receive transcriptions: the database answers, accepts writes and is migrated, the spool
-folder exists with room to spare, WhisperLiveKit accepted a WebSocket handshake recently (a cached
-probe, see `transcription/readiness.py`), and the process is not draining.
+folder exists with room to spare, at least one WhisperLiveKit server is up (a cached probe, see
+`transcription/readiness.py`), and the process is not draining. It lists each server's state
+under `upstreams`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi.responses import JSONResponse
 
 from aymurai.api.deps import ServiceDep
 from aymurai.errors import ShuttingDownError
+from aymurai.transcription.readiness import check_upstream
 from aymurai.transcription.service import TranscriptionService
 
 logger = logging.getLogger(__name__)
@@ -57,12 +59,16 @@ async def readyz(request: Request, service: ServiceDep) -> JSONResponse:
             "MIGRATION_REQUIRED: the database is not at the newest migration; "
             "run `aymurai-api migrate`."
         )
-    problem = await service.upstream_probe.check()
-    checks["upstream"] = problem or OK
+    upstream = await check_upstream(service.pool)
+    checks["upstream"] = upstream.problem or OK
     if not service.accepting:
         checks["admission"] = f"{ShuttingDownError.code}: {ShuttingDownError.default_detail}"
     ready = all(value == OK for value in checks.values())
     return JSONResponse(
-        {"status": "ready" if ready else "unavailable", "checks": checks},
+        {
+            "status": "ready" if ready else "unavailable",
+            "checks": checks,
+            "upstreams": upstream.servers,
+        },
         status_code=200 if ready else 503,
     )

@@ -238,6 +238,17 @@ function follow(transcription) {
   stopFollowing();
   events = new JobEvents(transcription.events_url, {
     onQueued: ({ position }) => showQueued(position),
+    onUpstream: ({ state, attempt, resume_from: from }) => {
+      // The server resumes on another recognizer (or the same, once back) from `from` seconds;
+      // the transcript so far is kept.
+      ui.body.dataset.upstream = state;
+      setState(
+        "transcribing",
+        state === "reconnecting"
+          ? `Recognizer connection lost; resuming from ${formatDuration(from)} (attempt ${attempt})…`
+          : `Transcribing… (resumed from ${formatDuration(from)})`,
+      );
+    },
     onDocument: (doc) => {
       if (ui.body.dataset.state !== "transcribing") setState("transcribing", "Transcribing…");
       showDocument(doc, false);

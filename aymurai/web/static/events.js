@@ -17,6 +17,7 @@ export class JobEvents {
    * @param {string} url the job's events_url
    * @param {{
    *   onQueued?: (data: {position: number}) => void,
+   *   onUpstream?: (data: {state: string, attempt: number, resume_from: number}) => void,
    *   onDocument?: (doc: object) => void,
    *   onDone?: (doc: object) => void,
    *   onError?: (error: {code: string, detail?: string, request_id?: string}) => void,
@@ -44,6 +45,11 @@ export class JobEvents {
       this.call("onQueued", JSON.parse(event.data));
     });
     source.addEventListener("transcription", (event) => this.transcription(event));
+    // The recognizer was lost mid-file and the job resumes: a notice, the document is unchanged.
+    source.addEventListener("upstream", (event) => {
+      this.received(event);
+      this.call("onUpstream", JSON.parse(event.data));
+    });
     source.addEventListener("done", (event) => {
       this.received(event);
       const doc = JSON.parse(event.data);

@@ -120,3 +120,14 @@ async def test_resumable_frames_end_silently_when_suspended() -> None:
     """A job left for the next start ends the stream without a frame (the client reconnects)."""
     suspended = JobEvent(id=3, kind="suspended")
     assert await _collect(resumable_frames(_source([(suspended, True)]), retry_ms=1)) == []
+
+
+async def test_upstream_event_in_both_streams() -> None:
+    """A resume is an `upstream` event with state, attempt and resume_from in both streams."""
+    notice = {"state": "reconnecting", "attempt": 2, "resume_from": 12.346}
+    event = JobEvent(id=5, kind="upstream", upstream=notice)
+    [posted] = await _collect(snapshot_frames(_source([(event, False)])))
+    [resumable] = await _collect(resumable_frames(_source([(event, False)]), retry_ms=1))
+    assert posted.startswith(b"id: 1\nevent: upstream\n")
+    assert b"id: 5\nevent: upstream\n" in resumable
+    assert _data(posted) == _data(resumable) == notice

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from aymurai.cli.live import LiveView, make_view
 from aymurai.cli.main import choose_format, main
-from aymurai.cli.stream import Done, Progress, Queued
+from aymurai.cli.stream import Done, Progress, Queued, Upstream
 from aymurai.transcription.schemas import ASRDocument, ASRParagraph
 
 
@@ -49,6 +49,22 @@ def test_live_view_prints_settled_paragraphs_once() -> None:
     assert output.count("[00:00:01] Speaker 1: beta gamma delta") == 1
     assert "\x1b[" in output  # cursor movement: the region is rewritten in place
     assert "100%" in output
+
+
+def test_live_view_shows_reconnecting_then_resumed() -> None:
+    """An `upstream` event: "resuming from" while reconnecting, a resumed note afterwards."""
+    console, buffer = make_terminal()
+    view = LiveView(console, filename="a.wav")
+    try:
+        view.show(Progress(make_document("alpha", current=4.0)))
+        view.show(Upstream("reconnecting", 1, 65.0))
+        reconnecting = buffer.getvalue()
+        view.show(Upstream("resumed", 1, 65.0))
+        view.show(Progress(make_document("alpha", "beta", current=5.0)))
+    finally:
+        view.close()
+    assert "resuming from 1:05 (attempt 1)" in reconnecting
+    assert "resumed after losing the recognizer (1x, last from 1:05)" in buffer.getvalue()
 
 
 def test_make_view_is_silent_off_terminal() -> None:

@@ -291,3 +291,25 @@ def test_iter_pcm_chunks_saturates_non_finite_float_samples(tmp_path: Path) -> N
 
     assert samples.size == 2 * RATE
     assert np.abs(samples).max() <= 1.0
+
+
+@pytest.mark.parametrize("fmt", ["wav_s16", "flac", "mp3", "ogg_opus", "m4a"])
+@pytest.mark.parametrize("start_seconds", [0.0, 0.5, 1.2345, 2.99])
+def test_iter_pcm_chunks_starts_at_a_seek_point_to_the_sample(
+    audio_dir: Path, fmt: str, start_seconds: float
+) -> None:
+    """Output from `start_seconds` equals the full decode minus its first samples, exactly."""
+    path = make_audio_file(
+        audio_dir, fmt=fmt, seconds=SECONDS, sample_rate=44100, channels=2, name=f"seek-{fmt}"
+    )
+    full = b"".join(iter_pcm_chunks(path))
+    resumed = list(iter_pcm_chunks(path, chunk_seconds=0.25, start_seconds=start_seconds))
+
+    skip = round(start_seconds * RATE) * 2
+    assert b"".join(resumed) == full[skip:]
+    assert all(len(chunk) == 0.25 * RATE * 2 for chunk in resumed[:-1])
+
+
+def test_iter_pcm_chunks_past_the_end_yields_nothing(wav_3s: Path) -> None:
+    """A seek point past the end yields no chunk and no error."""
+    assert list(iter_pcm_chunks(wav_3s, start_seconds=SECONDS + 1)) == []

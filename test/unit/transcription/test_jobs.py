@@ -6,7 +6,7 @@ import uuid
 
 import anyio
 
-from aymurai.transcription.channel import EPOCH_SPAN, MemoryEventLog
+from aymurai.transcription.channel import EPOCH_SPAN, JobEvent, MemoryEventLog
 from aymurai.transcription.deltas import apply_delta
 from aymurai.transcription.jobs import (
     KEEPALIVE,
@@ -17,6 +17,7 @@ from aymurai.transcription.jobs import (
     Queued,
     Transcribing,
     TranscriptionJob,
+    Upstream,
 )
 from aymurai.transcription.registry import MemoryJobRegistry
 from aymurai.transcription.schemas import ASRDocument, ASRParagraph
@@ -181,3 +182,34 @@ async def test_job_registry_claim_joins_only_unfinished_jobs() -> None:
     await registry.remove(first)  # the ended job's late cleanup leaves the new one alone
     assert await registry.active_for(DOC_ID) is third
     assert await registry.get(third.id) is third
+
+
+async def test_job_upstream_notices_are_recorded_not_coalesced_away() -> None:
+    """`Upstream` updates overwritten at once still become events, in order, in the log."""
+    job = _job()
+    async with anyio.create_task_group() as group:
+        group.start_soon(
+            lambda: job.record_events(min_interval_seconds=0.05, progress_interval_seconds=0)
+        )
+        job.publish(Upstream(DOC_ID, "reconnecting", 1, 4.5))
+        job.publish(Upstream(DOC_ID, "resumed", 1, 4.5))
+        job.publish(Queued(DOC_ID, 2))
+        job.publish(Failed("X", "end"))
+    assert isinstance(job.log, MemoryEventLog)
+    kinds = [(event.kind, event.upstream) for event in job.log.kept]
+    assert kinds == [
+        ("upstream", {"state": "reconnecting", "attempt": 1, "resume_from": 4.5}),
+        ("upstream", {"state": "resumed", "attempt": 1, "resume_from": 4.5}),
+        ("error", None),
+    ]
+
+
+async def test_event_log_gap_read_starts_at_a_state_not_a_notice() -> None:
+    """A reader that starts late gets the newest state event, then the notices after it."""
+    log = MemoryEventLog()
+    document = ASRDocument(document_id=DOC_ID)
+    await log.append(JobEvent(id=1, kind="queued", document=document, position=1))
+    await log.append(JobEvent(id=2, kind="upstream", upstream={"state": "reconnecting"}))
+    read = await log.read_after(-1, timeout_seconds=0)
+    assert read is not None and read.gap
+    assert [event.id for event in read.events] == [1, 2]
