@@ -70,6 +70,37 @@ def _metrics(request: Request) -> GatewayMetrics | None:
     return service.metrics if service is not None else None
 
 
+def presented_key(request: Request) -> str | None:
+    """The key a request carries (`X-API-Key` first, else `Authorization: Bearer`), if any."""
+    header = request.headers.get("x-api-key", "").strip()
+    if header:
+        return header
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    credentials = credentials.strip()
+    return credentials if scheme.lower() == "bearer" and credentials else None
+
+
+def check_key_before_body(request: Request) -> None:
+    """401 before a JSON body is read, unless keys are off or a known key came.
+
+    FastAPI reads and parses a JSON body before it solves dependencies, so without this an
+    anonymous client could still make us read TRANSCRIBE_MAX_JSON_BODY_BYTES; the scope is
+    checked by the route's dependency as usual.
+
+    Raises:
+        UnauthenticatedError: keys are on and no known key came.
+    """
+    ring: KeyRing | None = request.app.state.key_ring
+    if ring is None:
+        return
+    key = presented_key(request)
+    if key is None or ring.match(key) is None:
+        metrics = _metrics(request)
+        if metrics is not None:
+            metrics.count_unauthenticated()
+        raise UnauthenticatedError(None if key is None else "The API key is not valid.")
+
+
 async def get_optional_caller(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],

@@ -23,6 +23,7 @@ from test.e2e import (
     eventually,
     iter_sse,
     make_settings,
+    raw_http_request,
     run_gateway,
     seconds,
     upload_files,
@@ -497,3 +498,32 @@ def test_keys_file_not_ours_stops_the_startup(tmp_path: Path) -> None:
     broken.write_text('{"keys": [{"name": "a"}]}')
     with pytest.raises(KeysFileError):
         create_app(make_settings(tmp_path, transcribe_api_keys_file=str(broken)))
+
+
+async def test_keys_validation_body_is_not_read_without_a_key(
+    tmp_path: Path, wlk_simulator: WLKSimulator, keys: Keys
+) -> None:
+    """An anonymous POST of a validation gets 401 before its (large) body is read."""
+    settings = make_settings(
+        tmp_path,
+        transcribe_ws_uri=wlk_simulator.url,
+        transcribe_api_keys_file=str(keys.file),
+        transcribe_max_json_body_bytes=200 * 1024 * 1024,
+    )
+    path = "/asr/validation/document/00000000-0000-0000-0000-000000000000"
+    block = b" " * 65536
+    total_chunks = 1600  # 100 MiB offered, under the cap: only the missing key stops it
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {total_chunks * len(block)}\r\n\r\n"
+    ).encode()
+    async with run_gateway(settings) as gateway:
+        status, sent = await raw_http_request(
+            gateway.base_url, head, (block for _ in range(total_chunks)), timeout_seconds=30
+        )
+        assert status.startswith(b"HTTP/1.1 401"), status
+        assert sent < total_chunks * len(block) // 4, f"read {sent} bytes before answering"
+        # With a key the same route reads the body (and answers about the document).
+        async with gateway.client() as client:
+            response = await client.post(path, json=[], headers=keys.header("reviewer"))
+        assert response.status_code == 404
