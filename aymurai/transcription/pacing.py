@@ -55,6 +55,31 @@ def is_quiet(pcm: bytes) -> bool:
     return float(np.sqrt(np.mean(np.square(samples)))) < QUIET_RMS
 
 
+# Resolution of `sound_span`: fine enough that a tail's end lands within a tenth of a second of
+# where the sound stops, coarse enough that a syllable's dip is not a pause.
+SOUND_WINDOW_SECONDS = 0.1
+_SAMPLE_RATE = 16_000
+
+
+def sound_span(pcm: bytes) -> tuple[float, float] | None:
+    """Offsets (seconds) of the first and last audible windows of s16le PCM; None if all quiet."""
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+    if samples.size == 0:
+        return None
+    window = round(_SAMPLE_RATE * SOUND_WINDOW_SECONDS)
+    starts = np.arange(0, samples.size, window)
+    energy = np.add.reduceat(np.square(samples), starts)
+    sizes = np.diff(np.append(starts, samples.size))
+    loud = np.flatnonzero(np.sqrt(energy / sizes) >= QUIET_RMS)
+    if loud.size == 0:
+        return None
+    first, last = int(loud[0]), int(loud[-1])
+    return (
+        float(starts[first]) / _SAMPLE_RATE,
+        float(starts[last] + sizes[last]) / _SAMPLE_RATE,
+    )
+
+
 @dataclass(frozen=True)
 class _SentChunk:
     start: float
@@ -79,6 +104,8 @@ class LeadPacer:
         self._changed = anyio.Event()
         # Chunks that end after the reported progress; older ones are processed and dropped.
         self._unprocessed: deque[_SentChunk] = deque()
+        # Sound in each chunk sent, (start, end), oldest first; those long processed are dropped.
+        self._audible_runs: deque[tuple[float, float]] = deque()
         self.sent_seconds = 0.0
         self._pace = 1.0  # until WLK's first progress report
         self._pace_measured = False
@@ -146,7 +173,10 @@ class LeadPacer:
         self._pace = max(MIN_PACE, sample)
         self._pace_measured = True
 
-    def on_sent(self, seconds: float, *, audible: bool = True) -> None:
+    def on_sent(
+        self, seconds: float, *, audible: bool = True, sound: tuple[float, float] | None = None
+    ) -> None:
+        """Record a chunk sent; `sound` is its `sound_span` (default: all of it when audible)."""
         if self._progress_changed_at is None:
             self._progress_changed_at = self._clock()
         if self._pace_anchor is None:  # WLK's pace is measured from the first audio sent
@@ -154,6 +184,25 @@ class LeadPacer:
         start = self.sent_seconds
         self.sent_seconds += seconds
         self._unprocessed.append(_SentChunk(start, self.sent_seconds, audible))
+        if sound is None and audible:
+            sound = (0.0, seconds)
+        if sound is not None:
+            self._audible_runs.append((start + sound[0], start + sound[1]))
+
+    def audible_until(self, position: float) -> float:
+        """End of the audible audio sent before `position` (at most `position`; 0 if none).
+
+        Words WLK has not committed yet lie in audio it has processed *and* heard as sound: while
+        it processes a pause, they end where the pause began, not at its processed position.
+        """
+        # Runs that end before the reported progress are history, but the newest of them is
+        # still the answer while WLK is inside the pause that follows it.
+        while len(self._audible_runs) > 1 and self._audible_runs[1][1] <= self._reported_progress:
+            self._audible_runs.popleft()
+        for start, end in reversed(self._audible_runs):
+            if start < position:
+                return min(end, position)
+        return 0.0
 
     # Each rule lets a chunk through when nothing is outstanding, so a budget smaller than one
     # chunk slows the stream down but never stops it.

@@ -261,7 +261,14 @@ async def run_transcription(
         key = (snapshot.lines, snapshot.tail_text, current_time)
         if key != published_key:
             published_key = key
-            paragraphs = tuple(paragraphs_of(snapshot, current_time))
+            # Tail words end where the sound WLK processed ends, not inside a pause it is
+            # processing: StreamTimeline never takes a published end back, so an end inside the
+            # pause would stay in `done` once WLK commits the words (issue 11: times within a
+            # chunk of a run without a failure, whose tail may have been seen at another moment).
+            tail_end = current_time
+            if progress.audible_until_seconds is not None:
+                tail_end = round_ms(min(current_time, offset + progress.audible_until_seconds))
+            paragraphs = tuple(paragraphs_of(snapshot, tail_end))
             job.publish(Transcribing(job.document_id, snapshot, current_time, total, paragraphs))
 
     async def run_attempt(*, retry: bool, avoid_first: frozenset[str]) -> StatusSnapshot | None:

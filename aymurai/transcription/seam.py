@@ -21,6 +21,12 @@ which word by time, never by matching text (text matching drops words that genui
   words, so cutting again at a later seam gives the same answer.
 - Words that were only in WLK's buffers before the failure are dropped: the new session hears that
   audio again and transcribes it.
+- The seam starts no new line: when the earlier sessions' last kept line and the new session's
+  first line are both speech of the same speaker, they are one line, as one WLK session would have
+  made them. Paragraph times never go backwards on the wire (`StreamTimeline`), so the paragraph
+  cut at the seam keeps the end it was published with before the failure (often the tail's end,
+  well past the midpoint); continued by the new session's words, that end is covered by audio its
+  words really span, and the stored times match a run without the failure (issue 11).
 - Every time of a session is shifted by its seek point (the file position of the first sample sent
   to it), so the merged snapshot is in file time. Until the first failure the merge is the
   identity: a job that never resumes sees WLK's snapshots untouched.
@@ -113,6 +119,27 @@ def _words_from(words: list[str], start: float, end: float, midpoint: float) -> 
     return sum(1 for i in range(len(words)) if start + (i + 0.5) * step < midpoint)
 
 
+def join_at_seam(
+    kept: tuple[TranscriptLine, ...], new: tuple[TranscriptLine, ...]
+) -> tuple[TranscriptLine, ...]:
+    """`kept` then `new`, the two lines that meet at the seam joined when one speaker speaks on."""
+    if not kept or not new:
+        return kept + new
+    last, first = kept[-1], new[0]
+    if (
+        last.is_silence
+        or first.is_silence
+        or last.speaker != first.speaker
+        or not last.text.strip()
+        or not first.text.strip()
+    ):
+        return kept + new
+    joined = replace(
+        last, text=f"{last.text.rstrip()} {first.text.strip()}", end=max(last.end, first.end)
+    )
+    return (*kept[:-1], joined, *new[1:])
+
+
 def last_line_end(lines: Iterable[TranscriptLine]) -> float:
     """End of the last line, silence lines included (0 when there is none)."""
     return max((line.end for line in lines), default=0.0)
@@ -164,7 +191,7 @@ class SeamMerger:
         )
         return replace(
             snapshot,
-            lines=self._kept + new_lines,
+            lines=join_at_seam(self._kept, new_lines),
             buffer_diarization=buffer_diarization,
             buffer_transcription=buffer_transcription,
         )

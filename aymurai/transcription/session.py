@@ -25,7 +25,7 @@ from aymurai.errors import (
     UpstreamUnavailableError,
 )
 from aymurai.transcription.concurrency import open_task_group
-from aymurai.transcription.pacing import LeadPacer, is_quiet
+from aymurai.transcription.pacing import LeadPacer, is_quiet, sound_span
 from aymurai.transcription.upstream import WLKConnection
 from aymurai.transcription.wlk_protocol import (
     ConfigMessage,
@@ -56,6 +56,9 @@ class SessionProgress:
     snapshot: StatusSnapshot
     processed_seconds: float
     sent_seconds: float
+    audible_until_seconds: float | None = None
+    """End of the audible audio sent before `processed_seconds` (the pacer's level check): where
+    words not yet committed can end at the latest. None: take `processed_seconds`."""
 
 
 async def expect_config(connection: WLKConnection, timeout_seconds: float) -> None:
@@ -154,7 +157,7 @@ async def run_session(
                 audible = not is_quiet(chunk)
                 await pacer.wait_for_room(seconds, audible=audible)
                 await connection.send_audio(chunk)
-                pacer.on_sent(seconds, audible=audible)
+                pacer.on_sent(seconds, audible=audible, sound=sound_span(chunk))
                 logger.debug(
                     "sent %.2f s of %s PCM (total %.1f s, audible lead %.1f s)",
                     seconds,
@@ -201,7 +204,11 @@ async def run_session(
                 latest = message
                 processed = min(message.processed_seconds(), pacer.sent_seconds)
                 pacer.on_progress(processed, message.received_seconds())
-                on_progress(SessionProgress(message, processed, pacer.sent_seconds))
+                on_progress(
+                    SessionProgress(
+                        message, processed, pacer.sent_seconds, pacer.audible_until(processed)
+                    )
+                )
             elif isinstance(message, ReadyToStop):
                 if end_sent_at is None:
                     raise UpstreamProtocolError(

@@ -6,6 +6,8 @@ come, and on 0.2.17 the final snapshot keeps the last words there, so dropping i
 of the audio. The tail joins the last speech paragraph unless a silence line came after it, in which
 case it starts a new paragraph after the pause; joined to the last paragraph, it extends that
 paragraph's end to `tail_end` (the words run up to where WLK has heard, not to its last commit).
+The pipeline passes where the sound WLK has processed stops, not its processed position: inside a
+pause that position runs on, and a published end never comes back (`StreamTimeline`).
 
 Text without a single letter or digit is dropped (issue 10): Whisper hallucinates runs of
 punctuation (". . . .") in pauses of compressed audio, and WLK passes them on as lines or tail.

@@ -67,7 +67,13 @@ class StatusSnapshot:
         """Audio seconds WLK has processed, as far as this snapshot tells (a lower bound)."""
         speech_end = max((line.end for line in self.speech_lines), default=0.0)
         if self.remaining_policy_seconds is not None:
-            return speech_end + self.remaining_policy_seconds
+            # 0.2.23+: policy = processed_end − committed_end, and a finished pause is committed
+            # (WLK adds it to its tokens; it is the silence line, on the audio clock, and an
+            # ongoing pause is not shown). From the speech end alone, the estimate would lag by
+            # the pause until a word after it is committed, and the pacer's in-flight rule, fed
+            # that lag, would wait for audio WLK already has (until the idle timeout).
+            committed_end = max((line.end for line in self.lines), default=0.0)
+            return max(speech_end, committed_end) + self.remaining_policy_seconds
         return speech_end
 
 

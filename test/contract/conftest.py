@@ -6,10 +6,12 @@ set); see `make install-contract` and docs/contract-tests.md.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+
+from test.e2e import RunningGateway, make_settings, run_gateway
 
 from .wlk_harness import (
     WLK_VENVS,
@@ -35,6 +37,16 @@ def real_wlk_server(tmp_path: Path, wlk_version: str) -> Iterator[RealWlk]:
         yield server
     finally:
         stop_real_wlk(server, pump)
+
+
+@pytest.fixture
+async def real_wlk_gateway(
+    tmp_path: Path, real_wlk_server: RealWlk
+) -> AsyncIterator[RunningGateway]:
+    """The gateway on a free port with a fresh SQLite file, pointed at the real WLK server."""
+    settings = make_settings(tmp_path, transcribe_ws_uri=real_wlk_server.url)
+    async with run_gateway(settings) as running:
+        yield running
 
 
 @pytest.fixture

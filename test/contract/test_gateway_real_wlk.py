@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +16,6 @@ from test.e2e import (
     SSEFrame,
     document_words,
     iter_sse,
-    make_settings,
-    run_gateway,
     seconds,
     stream_transcription,
     upload_files,
@@ -29,16 +26,6 @@ from .wlk_harness import RealWlk
 pytestmark = pytest.mark.contract
 
 STREAM_TIMEOUT_S = 90.0
-
-
-@pytest.fixture
-async def real_wlk_gateway(
-    tmp_path: Path, real_wlk_server: RealWlk
-) -> AsyncIterator[RunningGateway]:
-    """The gateway on a free port with a fresh SQLite file, pointed at the real WLK server."""
-    settings = make_settings(tmp_path, transcribe_ws_uri=real_wlk_server.url)
-    async with run_gateway(settings) as running:
-        yield running
 
 
 async def read_stream(gateway: RunningGateway, path: Path) -> list[tuple[float, SSEFrame]]:

@@ -7,17 +7,9 @@ wrote through a tiny terminal model to check what a user would see on screen.
 
 from __future__ import annotations
 
-import asyncio
-import fcntl
-import os
-import pty
 import re
 import socket
-import struct
-import sys
-import termios
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -27,48 +19,19 @@ import webvtt
 from aymurai.simulator import WLKSimulator
 from aymurai.transcription.schemas import ASRDocument
 from test.audio_fixtures import make_audio_file, make_text_file
-from test.e2e import RunningGateway, make_settings, run_gateway, seconds
+from test.cli_harness import (
+    render_screen,
+    run_cli,
+    run_cli_on_terminal,
+    shown_paragraphs,
+)
+from test.e2e import RunningGateway, make_settings, run_gateway
 
 pytestmark = pytest.mark.integration
 
-CLI = Path(sys.executable).with_name("aymurai-asr")
 # 2 s of f440, a 2.5 s pause (a paragraph break in the simulator), 2 s of f880.
 TONES = [(440.0, 2.0), (0.0, 2.5), (880.0, 2.0)]
 WORDS = ["f440"] * 4 + ["f880"] * 4
-
-
-@dataclass
-class CliResult:
-    returncode: int
-    stdout: str
-    stderr: str
-
-
-def cli_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in {"AYMURAI_URL", "COLUMNS", "LINES"}}
-    env.update(extra)
-    return env
-
-
-async def run_cli(*args: str, timeout_seconds: float = 60.0) -> CliResult:
-    """Run `aymurai-asr` with pipes (not a terminal) and wait for it, bounded in time."""
-    process = await asyncio.create_subprocess_exec(
-        str(CLI),
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=cli_env(),
-    )
-    try:
-        async with asyncio.timeout(seconds(timeout_seconds)):
-            stdout, stderr = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return CliResult(process.returncode, stdout.decode(), stderr.decode())
 
 
 async def fetch_document(gateway: RunningGateway, document_id: str) -> ASRDocument:
@@ -203,39 +166,6 @@ async def test_cli_upstream_failure_exits_6(
 
 # --- pseudo-terminal ----------------------------------------------------------------------------
 
-CSI = re.compile(r"\x1b\[([0-9;?]*)([A-Za-z])")
-
-
-def render_screen(output: str) -> list[str]:
-    """Replay what rich writes (text, CR, LF, cursor up, erase line) onto a screen of lines."""
-    lines = [""]
-    row = col = 0
-    index = 0
-    while index < len(output):
-        char = output[index]
-        match = CSI.match(output, index)
-        if match:
-            params, command = match.groups()
-            if command == "A":
-                row = max(row - int(params or 1), 0)
-            elif command == "K":
-                lines[row] = "" if params == "2" else lines[row][:col]
-            index = match.end()
-            continue
-        if char == "\r":
-            col = 0
-        elif char == "\n":
-            row += 1
-            col = 0
-            if row == len(lines):
-                lines.append("")
-        elif char >= " ":
-            line = lines[row].ljust(col)
-            lines[row] = line[:col] + char + line[col + 1 :]
-            col += 1
-        index += 1
-    return lines
-
 
 @pytest.fixture
 async def paced_simulator() -> AsyncIterator[WLKSimulator]:
@@ -264,47 +194,17 @@ async def test_cli_live_view_rewrites_tail_in_place(
         name="live",
     )
     output = tmp_path / "live.json"
-    controller, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 200, 0, 0))
-    process = await asyncio.create_subprocess_exec(
-        str(CLI),
-        "transcribe",
-        str(audio),
-        "--url",
-        paced_gateway.base_url,
-        "-o",
-        str(output),
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-        env=cli_env(TERM="xterm-256color"),
-    )
-    os.close(terminal)
-    chunks: list[bytes] = []
-    try:
-        async with asyncio.timeout(seconds(60)):
-            while True:
-                try:
-                    chunk = await asyncio.to_thread(os.read, controller, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            await process.wait()
-    finally:
-        os.close(controller)
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    raw = b"".join(chunks).decode("utf-8", errors="replace")
-    assert process.returncode == 0, raw
+    async with run_cli_on_terminal(
+        "transcribe", str(audio), "--url", paced_gateway.base_url, "-o", str(output), columns=200
+    ) as terminal:
+        raw = await terminal.wait()
+        returncode = terminal.process.returncode
+    assert returncode == 0, raw
     document = ASRDocument.model_validate_json(output.read_text())
     expected = [f"Speaker {p.speaker_no}: {' '.join(p.text.split())}" for p in document.document]
     assert len(expected) >= 2
 
     assert "\x1b[1A" in raw and "\x1b[2K" in raw  # the live region moved up and erased lines
     screen = render_screen(raw)
-    shown = [line.split("] ", 1)[1].rstrip() for line in screen if line.startswith("[00:")]
-    assert shown == expected, "\n".join(screen)
+    assert shown_paragraphs(screen) == expected, "\n".join(screen)
     assert "100%" in screen[-1] or "100%" in "\n".join(screen[-3:])

@@ -6,24 +6,26 @@ event loop, the proxy (test/proxy.py) between the CLI and the gateway.
 
 from __future__ import annotations
 
-import asyncio
-import fcntl
 import json
-import os
-import pty
 import re
 import signal
-import struct
-import termios
 from pathlib import Path
 
 import pytest
 
 from aymurai.simulator import WLKSimulator
 from aymurai.transcription.schemas import ASRDocument, Transcription
+from test.cli_harness import (
+    finish,
+    render_screen,
+    run_cli,
+    run_cli_on_terminal,
+    shown_paragraphs,
+    start_cli,
+)
 from test.e2e import RunningGateway, eventually, make_settings, run_gateway, seconds, upload_files
 from test.events import make_speech_like_file
-from test.integration.test_cli import CLI, cli_env, fetch_document, render_screen, run_cli
+from test.integration.test_cli import fetch_document
 from test.resume import cut_as_job_advances, newest_job, resume_setup
 
 pytestmark = pytest.mark.integration
@@ -32,30 +34,6 @@ RESUMING = re.compile(
     r"aymurai-asr: CONNECTION_LOST: connection lost; resuming transcription (\w+) "
     r"from event (\d+) in [\d.]+ s \(attempt 1 of 5\)"
 )
-
-
-async def start_cli(*args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        str(CLI),
-        *args,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=cli_env(),
-    )
-
-
-async def finish(
-    process: asyncio.subprocess.Process, timeout_seconds: float = 60
-) -> tuple[str, str]:
-    try:
-        async with asyncio.timeout(seconds(timeout_seconds)):
-            stdout, stderr = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    return stdout.decode(), stderr.decode()
 
 
 async def test_cli_transcribe_resumes_through_cutting_proxy(tmp_path: Path) -> None:
@@ -217,53 +195,18 @@ async def test_cli_live_view_survives_cuts(tmp_path: Path) -> None:
     still appears once on screen."""
     async with resume_setup(tmp_path, total_seconds=30) as setup:
         output = tmp_path / "live.json"
-        controller, terminal = pty.openpty()
-        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 220, 0, 0))
-        process = await asyncio.create_subprocess_exec(
-            str(CLI),
-            "transcribe",
-            str(setup.audio),
-            "--url",
-            setup.proxy.url,
-            "-o",
-            str(output),
-            stdin=terminal,
-            stdout=terminal,
-            stderr=terminal,
-            env=cli_env(TERM="xterm-256color"),
-        )
-        os.close(terminal)
-
-        async def read_terminal() -> bytes:
-            chunks: list[bytes] = []
-            while True:
-                try:
-                    chunk = await asyncio.to_thread(os.read, controller, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-            return b"".join(chunks)
-
-        reader = asyncio.create_task(read_terminal())
-        try:
+        async with run_cli_on_terminal(
+            "transcribe", str(setup.audio), "--url", setup.proxy.url, "-o", str(output), columns=220
+        ) as terminal:
             async with setup.gateway.client() as client:
                 job_id = await newest_job(client)
             await cut_as_job_advances(setup, job_id, fractions=(0.3, 0.6))
-            async with asyncio.timeout(seconds(60)):
-                raw = (await reader).decode("utf-8", errors="replace")
-                await process.wait()
-        finally:
-            os.close(controller)
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-    assert process.returncode == 0, raw
+            raw = await terminal.wait()
+            returncode = terminal.process.returncode
+    assert returncode == 0, raw
     document = ASRDocument.model_validate_json(output.read_text())
     expected = [f"Speaker {p.speaker_no}: {' '.join(p.text.split())}" for p in document.document]
     screen = render_screen(raw)
-    shown = [line.split("] ", 1)[1].rstrip() for line in screen if line.startswith("[00:")]
-    assert shown == expected, "\n".join(screen)
+    assert shown_paragraphs(screen) == expected, "\n".join(screen)
     resumes = [line for line in screen if "connection lost; resuming" in line]
     assert len(resumes) == 2, "\n".join(screen)

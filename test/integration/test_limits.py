@@ -216,13 +216,22 @@ async def test_spool_orphans_of_a_killed_gateway_are_removed_at_startup(
         await eventually(lambda: not live_file.exists(), what="the live upload to end")
 
 
-async def test_blocking_client_leaving_frees_its_session(tmp_path: Path) -> None:
-    """A blocking-endpoint client that leaves mid-transcription frees its WLK session at once."""
+BLOCKING_REQUESTS = {
+    "deprecated": ("/asr/transcribe", {}),
+    "openai": ("/v1/audio/transcriptions", {"model": "m"}),  # stream=false
+}
+
+
+@pytest.mark.parametrize("endpoint", BLOCKING_REQUESTS)
+async def test_blocking_client_leaving_frees_its_session(tmp_path: Path, endpoint: str) -> None:
+    """A client of a blocking endpoint (the deprecated one, OpenAI's stream=false) that leaves
+    mid-transcription frees its WLK session at once."""
+    path, form = BLOCKING_REQUESTS[endpoint]
     async with WLKSimulator(speed=1.0) as simulator:
         settings = make_settings(tmp_path, transcribe_ws_uri=simulator.url)
         audio = make_audio_file(tmp_path, fmt="wav_s16", seconds=30.0, tone_hz=440)
         async with run_gateway(settings) as gateway, gateway.client() as client:
-            request = asyncio.create_task(client.post("/asr/transcribe", files=upload_files(audio)))
+            request = asyncio.create_task(client.post(path, files=upload_files(audio), data=form))
             await simulator.wait_for_sessions(1, timeout=seconds(10))
             await eventually(lambda: simulator.open_sessions == 1, what="the session to open")
             request.cancel()  # the client goes away: httpx closes the connection

@@ -493,29 +493,3 @@ async def test_openai_open_webui_request_and_language_fallback(
     assert [set(s) >= {"id", "start", "end", "text"} for s in body["segments"]] == [True] * len(
         body["segments"]
     )
-
-
-async def test_openai_blocking_client_leaving_frees_its_session(tmp_path: Path) -> None:
-    """A non-streaming /v1 client that leaves mid-transcription frees its WLK session at once."""
-    async with WLKSimulator(speed=1.0) as simulator:
-        settings = make_settings(tmp_path, transcribe_ws_uri=simulator.url)
-        audio = make_audio_file(tmp_path, fmt="wav_s16", seconds=30.0, tone_hz=440)
-        async with run_gateway(settings) as gateway, gateway.client() as client:
-            request = asyncio.create_task(
-                client.post(
-                    "/v1/audio/transcriptions", files=upload_files(audio), data={"model": "m"}
-                )
-            )
-            await simulator.wait_for_sessions(1, timeout=seconds(10))
-            await eventually(lambda: simulator.open_sessions == 1, what="the session to open")
-            request.cancel()  # the client goes away: httpx closes the connection
-            with pytest.raises(asyncio.CancelledError):
-                await request
-            loop = asyncio.get_running_loop()
-            left_at = loop.time()
-            await eventually(
-                lambda: simulator.open_sessions == 0, timeout_seconds=5, what="session closed"
-            )
-            closed_after = loop.time() - left_at
-            await eventually(lambda: not gateway.app.state.service.jobs, what="the job to end")
-    assert closed_after < seconds(2.0)

@@ -76,3 +76,27 @@ async def test_pacing_long_pause_deep_into_a_file(tmp_path: Path, profile: str) 
     assert words[-4:] == ["f880"] * 4
     # The pause is no ASR work: it must not be fed at real-time pace (30 s).
     assert elapsed < seconds(15), elapsed
+
+
+async def test_pacing_finished_pause_does_not_stall_the_in_flight_rule(tmp_path: Path) -> None:
+    """0.2.26, budget 2 s below a 2.5 s pause + a chunk: the received estimate counts the finished
+    pause as committed, so the sender never waits for audio WLK already has (no idle timeout)."""
+    async with WLKSimulator(profile="0.2.26", speed=20.0) as simulator:
+        settings = make_settings(
+            tmp_path,
+            transcribe_ws_uri=simulator.url,
+            transcribe_ws_chunk_seconds=1.0,
+            transcribe_ws_lead_budget_seconds=2.0,
+            transcribe_ws_idle_timeout_seconds=seconds(4.0),
+        )
+        audio = make_audio_file(
+            tmp_path,
+            fmt="wav_s16",
+            tone_hz=[(440, 3.0), (0, 2.5), (880, 3.0), (0, 2.5), (660, 3.0)],
+        )
+        async with run_gateway(settings) as gateway, gateway.client() as client:
+            result = await stream_transcription(client, audio, timeout_seconds=30)
+    assert result.last.event == "done", result.last.data
+    assert result.of("upstream") == [], "stalled into the idle timeout and resumed"
+    assert len(simulator.sessions) == 1
+    assert document_words(result.last.json())[-1] == "f660"

@@ -107,9 +107,7 @@ async def test_resume_after_fault_matches_a_clean_run(
             # Above the 2.5 s pause, below the stall.
             transcribe_ws_idle_timeout_seconds=seconds(idle_timeout),
             # A small lead: WLK has transcribed most of what it received when the fault hits,
-            # so the seek point is well into the file (not 0, which would prove little). Not
-            # smaller: during a pause the received audio we estimate from the simulator's lag
-            # fields lags by the pause, and the in-flight rule would wait for it.
+            # so the seek point is well into the file (not 0, which would prove little).
             transcribe_ws_lead_budget_seconds=5.0,
         )
         audio = tone_file(tmp_path)
@@ -132,11 +130,10 @@ async def test_resume_after_fault_matches_a_clean_run(
         word_times(resumed.last.json()), word_times(clean.last.json()), strict=True
     ):
         assert word == clean_word
-        # Was one chunk before paragraph times were made monotonic (StreamTimeline, issue 10):
-        # a paragraph keeps the largest end it was ever published with, in both runs (tentative
-        # tails, the paragraph cut at the seam), which stretches word-time estimates. TODO: give
-        # the seam's cut paragraph and the timeline one rule, then tighten back to one chunk.
-        assert abs(at - clean_at) <= CHUNK_SECONDS + OVERLAP_SECONDS
+        # Paragraph times never go back on the wire (StreamTimeline), so they hold only because
+        # the seam's cut line goes on with the new session's words and a tail's provisional end
+        # stops where the sound stops (not inside a pause WLK is processing).
+        assert abs(at - clean_at) <= CHUNK_SECONDS
 
     times = current_times(resumed)
     assert times == sorted(times), "current_time went back"

@@ -27,7 +27,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import aclosing
 from typing import Any
 
-import anyio
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -37,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from aymurai import errors
 from aymurai.api.auth import TranscribeDep
 from aymurai.api.deps import ServiceDep, SettingsDep
+from aymurai.api.disconnect import result_unless_client_leaves
 from aymurai.api.errors import status_for
 from aymurai.api.openai_wire import (
     OPENAI_STATUS_BY_CODE,
@@ -265,25 +265,6 @@ async def watched_updates(
 
 
 # --- routes -----------------------------------------------------------------------------------
-async def _result_unless_client_leaves(
-    request: Request, job: TranscriptionJob
-) -> Done | Failed | None:
-    """The job's result, or None as soon as the client disconnects (so WLK is freed at once)."""
-    result: Done | Failed | None = None
-    async with anyio.create_task_group() as group:
-
-        async def cancel_on_disconnect() -> None:
-            # The body is fully read: the next message is the disconnect.
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-            group.cancel_scope.cancel()
-
-        group.start_soon(cancel_on_disconnect)
-        result = await job.wait_for_result()
-        group.cancel_scope.cancel()
-    return result
-
-
 UPLOAD_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -375,7 +356,7 @@ async def create_transcription(
         )
         return EventStreamResponse(frames, headers=headers)
 
-    result = await _result_unless_client_leaves(request, job)
+    result = await result_unless_client_leaves(request, job)
     if result is None:
         # Leaving the job cancelled it (last subscriber), as when a stream's client leaves.
         metrics.count_request(METRICS_ENDPOINT, OUTCOME_CLIENT_GONE)

@@ -14,12 +14,12 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
-import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from aymurai.api.auth import Caller, TranscribeDep
 from aymurai.api.deps import ServiceDep, SettingsDep
+from aymurai.api.disconnect import result_unless_client_leaves
 from aymurai.api.errors import error_response, status_for_code
 from aymurai.api.sse import EventStreamResponse, single_done_frame, snapshot_frames
 from aymurai.api.upload import SpooledUpload, receive_audio_upload, upload_limits
@@ -32,7 +32,7 @@ from aymurai.metrics import (
 )
 from aymurai.settings import Settings
 from aymurai.transcription.channel import JobEvent
-from aymurai.transcription.jobs import Done, Failed, Keepalive, TranscriptionJob
+from aymurai.transcription.jobs import Failed, Keepalive, TranscriptionJob
 from aymurai.transcription.schemas import ASRDocument
 from aymurai.transcription.service import TranscriptionService
 
@@ -206,26 +206,6 @@ async def transcribe_stream(
     return EventStreamResponse(snapshot_frames(observed), headers=headers)
 
 
-async def _result_unless_client_leaves(
-    request: Request, job: TranscriptionJob
-) -> Done | Failed | None:
-    """The job's result, or None as soon as the client disconnects (issue 8: the blocking
-    endpoint used to hold its WLK session until the job ended)."""
-    result: Done | Failed | None = None
-    async with anyio.create_task_group() as group:
-
-        async def cancel_on_disconnect() -> None:
-            # The body is fully read: the next message is the disconnect.
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-            group.cancel_scope.cancel()
-
-        group.start_soon(cancel_on_disconnect)
-        result = await job.wait_for_result()
-        group.cancel_scope.cancel()
-    return result
-
-
 @router.post(
     "/asr/transcribe",
     response_model=ASRDocument,
@@ -258,7 +238,7 @@ async def transcribe_blocking(
     headers = {"X-Document-Id": str(upload.document_id)}
     if isinstance(outcome, TranscriptionJob):
         headers["X-Transcription-Id"] = outcome.id
-        result = await _result_unless_client_leaves(request, outcome)
+        result = await result_unless_client_leaves(request, outcome)
         if result is None:
             # Its job, if nobody else follows it, is cancelled after the detached grace, as when a
             # stream's client leaves.

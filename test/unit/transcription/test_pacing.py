@@ -6,7 +6,7 @@ import anyio
 import numpy as np
 import pytest
 
-from aymurai.transcription.pacing import LeadPacer, is_quiet
+from aymurai.transcription.pacing import LeadPacer, is_quiet, sound_span
 
 
 class FakeClock:
@@ -30,6 +30,30 @@ def test_is_quiet_separates_pauses_from_sound() -> None:
     assert is_quiet(noise)
     assert is_quiet(b"")
     assert not is_quiet(tone)
+
+
+def test_sound_span_finds_the_first_and_last_audible_tenth_of_a_second() -> None:
+    """0.3 s of silence, 0.4 s of tone, 0.3 s of silence: sound from 0.3 to 0.7 s."""
+    tone = (np.sin(np.arange(6400) / 5) * 1000).astype("<i2")
+    pcm = np.concatenate([np.zeros(4800, "<i2"), tone, np.zeros(4800, "<i2")]).tobytes()
+    assert sound_span(pcm) == pytest.approx((0.3, 0.7))
+    assert sound_span(b"\x00\x00" * 16000) is None
+    assert sound_span(b"") is None
+
+
+def test_pacer_audible_until_stops_where_the_sound_stops() -> None:
+    """While WLK processes a pause, uncommitted words end where the sound did, not at progress."""
+    pacer = _pacer(FakeClock())
+    pacer.on_sent(1.0, sound=(0.0, 1.0))
+    pacer.on_sent(1.0, sound=(0.0, 0.4))  # speech stops at 1.4 s
+    pacer.on_sent(1.0, audible=False)
+    pacer.on_sent(1.0, sound=(0.5, 1.0))  # speech again from 3.5 s
+    assert pacer.audible_until(0.5) == 0.5
+    assert pacer.audible_until(3.2) == pytest.approx(1.4)
+    pacer.on_progress(3.2)
+    assert pacer.audible_until(3.2) == pytest.approx(1.4)
+    assert pacer.audible_until(3.8) == pytest.approx(3.8)
+    assert pacer.audible_until(9.0) == pytest.approx(4.0)
 
 
 def test_pacer_audible_lead_is_sent_minus_progress() -> None:

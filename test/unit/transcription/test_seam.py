@@ -7,6 +7,7 @@ import pytest
 from aymurai.transcription.seam import (
     Seam,
     SeamMerger,
+    join_at_seam,
     lines_before,
     lines_from,
     plan_seam,
@@ -127,7 +128,8 @@ def test_merger_resume_seeks_from_the_last_line_not_the_buffers() -> None:
     merged = merger.merge(after, processed_seconds=3.5)
     assert merged is not None
     assert words_of(merged) == list("abcdefghijk")
-    assert merged.lines[-1] == line(" g h i j", 3.0, 5.0)
+    # One speaker speaks on across the seam: one line, as one session would have made it.
+    assert merged.lines == (line(" a b c d e f g h i j", 0.0, 5.0),)
 
 
 def test_merger_includes_silence_lines_in_the_resume_point() -> None:
@@ -190,10 +192,30 @@ def test_merger_keeps_speakers_per_session() -> None:
         sent_seconds=4.0,
         overlap_seconds=2.0,
     )
-    merged = merger.merge(snap(line(" c d e", 0.0, 3.0, speaker=1)), processed_seconds=3.0)
+    merged = merger.merge(snap(line(" c d e", 0.0, 3.0, speaker=2)), processed_seconds=3.0)
     assert merged is not None
     assert [(item.speaker, item.text) for item in merged.lines] == [
         (2, " a b"),
         (1, " c"),
-        (1, " d e"),
+        (2, " d e"),
     ]
+
+
+def test_merger_joins_the_line_cut_at_the_seam_with_the_new_sessions_words() -> None:
+    """The cut line goes on with the new session's words: its end covers them (issue 10 clamp)."""
+    merger = SeamMerger()
+    before = snap(line(" a b c d", 0.0, 4.0), silence(4.0, 5.0), line(" e f", 5.0, 7.0))
+    merger.resume(before, sent_seconds=7.0, overlap_seconds=2.0)  # seek 5, midpoint 6
+    merged = merger.merge(snap(line(" e f g h", 0.0, 4.0)), processed_seconds=4.0)
+    assert merged is not None
+    assert merged.lines == (
+        line(" a b c d", 0.0, 4.0),
+        silence(4.0, 5.0),
+        line(" e f g h", 5.0, 9.0),
+    )
+    # A pause or another speaker at the seam still separates the lines.
+    assert join_at_seam((line(" a", 0.0, 1.0),), (silence(1.0, 2.0),)) == (
+        line(" a", 0.0, 1.0),
+        silence(1.0, 2.0),
+    )
+    assert len(join_at_seam((line(" a", 0.0, 1.0),), (line(" b", 1.0, 2.0, speaker=2),))) == 2

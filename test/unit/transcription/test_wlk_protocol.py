@@ -86,6 +86,24 @@ def test_parse_message_snapshot_0226_progress() -> None:
     assert message.received_seconds() == pytest.approx(6.7)
 
 
+def test_parse_message_progress_counts_a_finished_pause_as_committed() -> None:
+    """0.2.23+: the policy lag runs from the end of a finished pause, not the speech before it."""
+    data = {
+        "status": "active_transcription",
+        "lines": [
+            {"speaker": 1, "text": " Hi", "start": "0:00:00.00", "end": "0:00:02.50"},
+            {"speaker": -2, "text": "", "start": "0:00:02.50", "end": "0:00:05.00"},
+        ],
+        "buffer_transcription": " there",
+        "remaining_time_transcription_processing": 0.0,
+        "remaining_time_transcription_policy": 0.5,
+    }
+    message = parse_message(json.dumps(data))
+    assert isinstance(message, StatusSnapshot)
+    assert message.processed_seconds() == pytest.approx(5.5)
+    assert message.received_seconds() == pytest.approx(5.5)
+
+
 def test_parse_message_tolerates_missing_and_extra_fields() -> None:
     """Missing buffers default to empty; unknown fields and malformed lines are skipped."""
     data = {
