@@ -15,6 +15,9 @@
     ├── AlreadyFinishedError          ALREADY_FINISHED  cancelling a transcription that has ended
     ├── JobCancelledError             CANCELLED         the transcription was cancelled (DELETE)
     ├── JobInterruptedError           INTERRUPTED       a restart found the job's audio gone
+    ├── UnauthenticatedError          UNAUTHENTICATED   no API key, or not one we know
+    ├── ForbiddenError                FORBIDDEN         the API key lacks the scope
+    ├── KeyLimitError                 KEY_LIMIT         the key holds its queued + running limit
     ├── QueueFullError                QUEUE_FULL        admission queue is full
     ├── ShuttingDownError             SHUTTING_DOWN     the process is draining
     ├── TooManyUploadsError           TOO_MANY_UPLOADS  too many uploads in progress
@@ -133,6 +136,37 @@ class JobCancelledError(GatewayError):
 class JobInterruptedError(GatewayError):
     code = "INTERRUPTED"
     default_detail = "The gateway restarted and the uploaded audio of this transcription is gone."
+
+
+class UnauthenticatedError(GatewayError):
+    code = "UNAUTHENTICATED"
+    default_detail = (
+        "An API key is required: send `Authorization: Bearer <key>` or `X-API-Key: <key>`."
+    )
+
+
+class ForbiddenError(GatewayError):
+    code = "FORBIDDEN"
+
+    def __init__(self, detail: str | None = None, *, scope: str | None = None) -> None:
+        self.scope = scope
+        super().__init__(
+            detail or (f"This API key lacks the `{scope}` scope." if scope else "Not allowed.")
+        )
+
+
+class KeyLimitError(GatewayError):
+    """One key holds its share of the queue already (issue 8: one client must not fill it)."""
+
+    code = "KEY_LIMIT"
+
+    def __init__(self, max_jobs: int, retry_after_seconds: int) -> None:
+        self.max_jobs = max_jobs
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(
+            f"This API key has {max_jobs} transcriptions queued or running, its limit; "
+            "retry when one ends."
+        )
 
 
 class QueueFullError(GatewayError):

@@ -16,7 +16,9 @@ Who records what (the layers only call methods here; nothing else imports promet
     transcription/pool.py         per WLK server (`backend` label): sessions in use, state,
                                   failures by code; transcription/pipeline.py: resumes
     api/routes/live.py            live sessions opened, active, errors, lag reported
-    (gauges read live)            requests queued, upstream sessions in use (admission queue)
+    (gauges read live)            requests queued, upstream sessions in use (admission queue),
+                                  jobs held per API key name
+    api/auth.py                   requests per API key name and outcome, 401s
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:  # only for annotations: metrics imports nothing from the domain at run time
     from aymurai.transcription.backends import Backend
@@ -42,6 +46,29 @@ REAL_TIME_FACTOR_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0)
 OUTCOME_DONE = "done"
 OUTCOME_CACHE_HIT = "cache_hit"
 OUTCOME_CLIENT_GONE = "client_gone"
+
+
+class _HeldByKey(Collector):
+    """`aymurai_api_key_jobs{key}`: one series per key name holding jobs now."""
+
+    def __init__(self, held: Callable[[], dict[str, int]]) -> None:
+        self._held = held
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [self._family()]
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "aymurai_api_key_jobs",
+            "Transcriptions queued or running per API key name (TRANSCRIBE_API_KEY_MAX_JOBS).",
+            labels=["key"],
+        )
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        family = self._family()
+        for key, count in sorted(self._held().items()):
+            family.add_metric([key], count)
+        return [family]
 
 
 class GatewayMetrics:
@@ -144,6 +171,19 @@ class GatewayMetrics:
             ["result"],
             registry=registry,
         )
+        # By key *name* (never the key): who uses the gateway, who hits its limits.
+        self.key_requests = Counter(
+            "aymurai_api_key_requests",
+            "Requests that presented a known API key, by key name and outcome (allowed, "
+            "FORBIDDEN, KEY_LIMIT).",
+            ["key", "outcome"],
+            registry=registry,
+        )
+        self.key_unauthenticated = Counter(
+            "aymurai_api_key_unauthenticated",
+            "Requests refused with 401 UNAUTHENTICATED (no key, an unknown key, a bad token).",
+            registry=registry,
+        )
 
         self.backend_sessions_in_use = Gauge(
             "aymurai_upstream_backend_sessions_in_use",
@@ -176,6 +216,16 @@ class GatewayMetrics:
             ["backend"],
             registry=registry,
         )
+
+    def count_unauthenticated(self) -> None:
+        self.key_unauthenticated.inc()
+
+    def count_key_request(self, key_name: str, outcome: str) -> None:
+        self.key_requests.labels(key=key_name, outcome=outcome).inc()
+
+    def watch_keys(self, held: Callable[[], dict[str, int]]) -> None:
+        """Jobs queued or running per key name, read at every scrape."""
+        self.registry.register(_HeldByKey(held))
 
     def watch_backends(self, backends: list[Backend]) -> None:
         """Create every server's series at startup, so dashboards see zeros, not gaps."""

@@ -12,7 +12,7 @@ import os
 from functools import lru_cache
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from aymurai.transcription.backends import Backend, parse_backend_uris
@@ -104,6 +104,16 @@ class Settings(BaseSettings):
     transcribe_live_keep_audio: bool = False
     transcribe_live_audio_dir: str = "./data/live-audio"
 
+    # --- API keys (off unless a keys file is set; see README "API keys") ---------------------
+    transcribe_api_keys_file: str | None = None
+    # Queued + running transcriptions one key may hold; past it, 429 KEY_LIMIT. 0 = no limit.
+    transcribe_api_key_max_jobs: int = Field(default=4, ge=0)
+    # Signs the token in a job's `events_url` (EventSource cannot send headers). Replicas behind
+    # one load balancer must share it; unset = a random secret per process.
+    transcribe_events_token_secret: SecretStr | None = None
+    # An events token works while its job runs and this long after it ends (or is issued).
+    transcribe_events_token_ttl_seconds: float = Field(default=3600.0, gt=0)
+
     # --- OpenAI-compatible API (/v1) -----------------------------------------------------------
     # Model names accepted in `model` (comma-separated); empty accepts any name.
     transcribe_openai_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -140,6 +150,15 @@ class Settings(BaseSettings):
     def _check_ws_uri(cls, value: str) -> str:
         parse_backend_uris(value, default_max_sessions=1)  # raises ValueError with the reason
         return value
+
+    @field_validator("transcribe_api_keys_file")
+    @classmethod
+    def _absolute_keys_file(cls, value: str | None) -> str | None:
+        return os.path.abspath(value) if value else None
+
+    @property
+    def keys_enabled(self) -> bool:
+        return self.transcribe_api_keys_file is not None
 
     @property
     def ws_backends(self) -> list[Backend]:

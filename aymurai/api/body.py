@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from aymurai.api.auth import check_key_before_body
 from aymurai.api.upload import UploadLimits, iter_body_at_min_rate, upload_limits
 from aymurai.errors import BodyTooLargeError, ClientDisconnectedError
 from aymurai.settings import Settings
@@ -62,6 +63,7 @@ class CappedJSONRoute(APIRoute):
 
         async def capped_handler(request: Request) -> Response:
             if request.method in ("POST", "PUT", "PATCH"):
+                check_key_before_body(request)  # never read a body for an anonymous client
                 settings: Settings = request.app.state.settings
                 body = await read_capped_body(
                     request, settings.transcribe_max_json_body_bytes, upload_limits(settings)

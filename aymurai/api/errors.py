@@ -30,6 +30,9 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.EmptyUploadError: 400,
     errors.InvalidRequestError: 400,
     errors.MalformedRequestError: 400,
+    errors.UnauthenticatedError: 401,
+    errors.ForbiddenError: 403,
+    errors.KeyLimitError: 429,
     errors.NotFoundError: 404,
     errors.UploadTimeoutError: 408,
     errors.AlreadyFinishedError: 409,
@@ -64,6 +67,9 @@ CLOSE_CODE_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.LiveTooFastError: 1008,  # policy violation
     errors.LiveParameterError: 1008,
     errors.InvalidAudioError: 1007,  # inconsistent data
+    errors.UnauthenticatedError: 1008,  # no or unknown API key (keys on)
+    errors.ForbiddenError: 1008,
+    errors.KeyLimitError: 1013,
 }
 
 
@@ -97,7 +103,12 @@ DEFAULT_ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 # Refusals that are part of normal operation under load: INFO, like client mistakes.
-QUIET_ERRORS = (errors.QueueFullError, errors.TooManyUploadsError, errors.ShuttingDownError)
+QUIET_ERRORS = (
+    errors.QueueFullError,
+    errors.TooManyUploadsError,
+    errors.ShuttingDownError,
+    errors.KeyLimitError,
+)
 REQUEST_ID_SCOPE_KEY = "aymurai.request_id"
 
 CODE_BY_STATUS = {
@@ -149,8 +160,10 @@ async def handle_gateway_error(_request: Request, exc: Exception) -> JSONRespons
     assert isinstance(exc, errors.GatewayError)
     status = status_for(exc)
     headers = None
-    if isinstance(exc, errors.QueueFullError | errors.TooManyUploadsError):
+    if isinstance(exc, errors.QueueFullError | errors.TooManyUploadsError | errors.KeyLimitError):
         headers = {"Retry-After": str(exc.retry_after_seconds)}
+    elif isinstance(exc, errors.UnauthenticatedError):
+        headers = {"WWW-Authenticate": "Bearer"}
     if isinstance(exc, errors.ClientDisconnectedError):
         logger.info("client disconnected: %s", exc.detail)
     elif status >= 500 and not isinstance(exc, QUIET_ERRORS):

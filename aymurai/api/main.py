@@ -13,13 +13,17 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from aymurai import __version__
+from aymurai.api.auth import AdminDep, EventTokens
 from aymurai.api.errors import DEFAULT_ERROR_RESPONSES, install_error_handlers
 from aymurai.api.middleware import RequestIdMiddleware
 from aymurai.api.routes import (
@@ -35,6 +39,7 @@ from aymurai.api.routes import (
 from aymurai.api.signals import drain_on_signals
 from aymurai.db.engine import make_engine, migrate_to_head
 from aymurai.db.store import TranscriptStore
+from aymurai.keys import KeyRing, read_keys
 from aymurai.logs import configure_logging
 from aymurai.metrics import GatewayMetrics
 from aymurai.settings import Settings, get_settings
@@ -43,10 +48,67 @@ from aymurai.transcription.spool import Spool
 
 logger = logging.getLogger(__name__)
 
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def load_key_ring(settings: Settings) -> KeyRing | None:
+    """The keys of TRANSCRIBE_API_KEYS_FILE, read once (a change needs a restart); None = off.
+
+    Raises:
+        KeysFileError: the file is set but unreadable or not our format (the gateway must not
+            start open by mistake).
+    """
+    if settings.transcribe_api_keys_file is None:
+        if settings.api_host not in LOOPBACK_HOSTS:
+            logger.warning(
+                "API keys are off and API_HOST is %s: anyone who can reach this port may "
+                "transcribe, overwrite validations and read /metrics; set "
+                "TRANSCRIBE_API_KEYS_FILE (see README, API keys)",
+                settings.api_host,
+            )
+        return None
+    path = Path(settings.transcribe_api_keys_file)
+    ring = KeyRing(read_keys(path))
+    if not ring:
+        logger.warning("API keys are on but %s holds no key: every request is refused", path)
+    else:
+        logger.info("API keys on: %d keys from %s", len(ring), path)
+    return ring
+
+
+def _drop_security_from_openapi(app: FastAPI) -> None:
+    """Keys off: the schema must not claim routes need a key (clients and fuzzers believe it)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schema.get("components", {}).pop("securitySchemes", None)
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    operation.pop("security", None)
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _add_admin_docs(app: FastAPI) -> None:
+    """/openapi.json and /docs behind the `admin` scope (FastAPI's own ones are open)."""
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(_: AdminDep) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(_: AdminDep) -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - docs")
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     gateway_metrics = GatewayMetrics()  # one registry per app
+    key_ring = load_key_ring(settings)
+    secret = settings.transcribe_events_token_secret
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -91,8 +153,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Streams transcriptions from a WhisperLiveKit server as Server-Sent Events.",
         lifespan=lifespan,
+        # With keys on, the schema and docs need `admin` (issue 8): served by our own routes.
+        docs_url="/docs" if key_ring is None else None,
+        redoc_url="/redoc" if key_ring is None else None,
+        openapi_url="/openapi.json" if key_ring is None else None,
     )
     app.state.settings = settings
+    app.state.key_ring = key_ring
+    app.state.event_tokens = (
+        EventTokens(
+            secret.get_secret_value().encode() if secret is not None else None,
+            ttl_seconds=settings.transcribe_events_token_ttl_seconds,
+        )
+        if key_ring is not None
+        else None
+    )
+    if key_ring is not None:
+        _add_admin_docs(app)
+    else:
+        _drop_security_from_openapi(app)
     install_error_handlers(app)
     for router in (
         transcription.router,

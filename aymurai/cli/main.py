@@ -59,9 +59,9 @@ exit codes:
   3    the input cannot be read or the output cannot be written (FILE_ERROR)
   4    the gateway rejected the request (EMPTY_UPLOAD, UPLOAD_TOO_LARGE, AUDIO_TOO_LONG,
        INVALID_AUDIO, MALFORMED_REQUEST, UPLOAD_TIMEOUT, VALIDATION_ERROR, NOT_FOUND,
-       ALREADY_FINISHED, any other HTTP 4xx)
+       ALREADY_FINISHED, UNAUTHENTICATED, FORBIDDEN, any other HTTP 4xx)
   5    the gateway is busy; retry later (QUEUE_FULL, TOO_MANY_UPLOADS, SPOOL_UNAVAILABLE,
-       SHUTTING_DOWN)
+       SHUTTING_DOWN, KEY_LIMIT)
   6    the speech recognizer failed (UPSTREAM_UNAVAILABLE, UPSTREAM_SERVICE_ERROR,
        UPSTREAM_PROTOCOL_ERROR, UPSTREAM_TIMEOUT)
   7    the gateway cannot be reached, or the connection broke and every resume failed
@@ -71,7 +71,8 @@ exit codes:
 
 Errors are reported on stderr as one line: `{PROG}: error: CODE: detail (HTTP status, request_id)`.
 A dropped connection is resumed (--retries times in a row at most), with one line on stderr each
-time. The gateway URL may also be set with the AYMURAI_URL environment variable.
+time. The gateway URL may also be set with the AYMURAI_URL environment variable, the API key with
+AYMURAI_API_KEY (safer than --api-key, which other users can see in the process list).
 """
 
 _EXIT_BY_CODE = {
@@ -86,6 +87,9 @@ _EXIT_BY_CODE = {
     "TOO_MANY_UPLOADS": EXIT_BUSY,
     "SPOOL_UNAVAILABLE": EXIT_BUSY,
     "SHUTTING_DOWN": EXIT_BUSY,
+    "KEY_LIMIT": EXIT_BUSY,
+    "UNAUTHENTICATED": EXIT_REJECTED,
+    "FORBIDDEN": EXIT_REJECTED,
     "UPSTREAM_UNAVAILABLE": EXIT_TRANSCRIPTION,
     "UPSTREAM_SERVICE_ERROR": EXIT_TRANSCRIPTION,
     "UPSTREAM_PROTOCOL_ERROR": EXIT_TRANSCRIPTION,
@@ -115,6 +119,11 @@ def _url_option(parser: argparse.ArgumentParser) -> None:
         "--url",
         default=os.environ.get("AYMURAI_URL") or DEFAULT_URL,
         help=f"gateway base URL (default: $AYMURAI_URL or {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("AYMURAI_API_KEY") or None,
+        help="API key, sent as `Authorization: Bearer` (default: $AYMURAI_API_KEY)",
     )
 
 
@@ -245,7 +254,12 @@ class InterruptedWhileFollowingError(Exception):
 def _client(args: argparse.Namespace) -> httpx.Client:
     read = getattr(args, "timeout", 30.0)
     timeout = httpx.Timeout(connect=10.0, read=read, write=read, pool=10.0)
-    return httpx.Client(base_url=args.url, timeout=timeout)
+    return httpx.Client(base_url=args.url, timeout=timeout, headers=auth_headers(args.api_key))
+
+
+def auth_headers(api_key: str | None) -> dict[str, str]:
+    """The header that carries an API key (none when keys are off)."""
+    return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
 def describe_reconnect(reconnect: Reconnect) -> str:

@@ -50,7 +50,8 @@ class TranscriptionJobRow(SQLModel, table=True):
 
     `spool_path` is the uploaded audio while the job is unfinished (a restart re-runs it from
     there); `epoch` counts the runs, so event ids keep increasing across restarts;
-    `terminal_event_id` is the id of the job's last event once it has finished.
+    `terminal_event_id` is the id of the job's last event once it has finished; `key_name` is
+    the name of the API key that created it (None when keys were off).
     """
 
     __tablename__ = "transcription_job"
@@ -70,6 +71,7 @@ class TranscriptionJobRow(SQLModel, table=True):
     # Live sessions (WS /asr/live, migration 0003): who ended it, `client` or `disconnect`.
     live: bool = False
     ended_by: str | None = Field(default=None, max_length=16)
+    key_name: str | None = Field(default=None, max_length=64, index=True)
     created_at: datetime = Field(
         default_factory=utc_now,
         sa_column=Column(DateTime(timezone=True), nullable=False, index=True),

@@ -96,11 +96,15 @@ def get_job(session: Session, job_id: str) -> TranscriptionJobRow | None:
     return session.get(TranscriptionJobRow, job_id)
 
 
-def list_jobs(session: Session, *, status: str | None, limit: int) -> list[TranscriptionJobRow]:
-    """The newest jobs first, optionally of one status."""
+def list_jobs(
+    session: Session, *, status: str | None, limit: int, key_name: str | None = None
+) -> list[TranscriptionJobRow]:
+    """The newest jobs first, optionally of one status, or of one API key."""
     query = select(TranscriptionJobRow)
     if status is not None:
         query = query.where(TranscriptionJobRow.status == status)
+    if key_name is not None:
+        query = query.where(TranscriptionJobRow.key_name == key_name)
     query = query.order_by(
         col(TranscriptionJobRow.created_at).desc(), col(TranscriptionJobRow.id).desc()
     ).limit(limit)

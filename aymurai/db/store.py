@@ -52,6 +52,7 @@ class StoredJob:
     updated_at: datetime
     live: bool = False
     ended_by: str | None = None
+    key_name: str | None = None
 
 
 def _freeze_job(row: TranscriptionJobRow | None) -> StoredJob | None:
@@ -74,6 +75,7 @@ def _freeze_job(row: TranscriptionJobRow | None) -> StoredJob | None:
         updated_at=row.updated_at,
         live=row.live,
         ended_by=row.ended_by,
+        key_name=row.key_name,
     )
 
 
@@ -156,6 +158,7 @@ class TranscriptStore:
             updated_at=job.updated_at,
             live=job.live,
             ended_by=job.ended_by,
+            key_name=job.key_name,
         )
         await self._run(lambda s: repository.insert_job(s, row))
 
@@ -166,11 +169,13 @@ class TranscriptStore:
     async def get_job(self, job_id: str) -> StoredJob | None:
         return await self._run(lambda s: _freeze_job(repository.get_job(s, job_id)))
 
-    async def list_jobs(self, *, status: str | None, limit: int) -> list[StoredJob]:
+    async def list_jobs(
+        self, *, status: str | None, limit: int, key_name: str | None = None
+    ) -> list[StoredJob]:
         def work(s: Session) -> list[StoredJob]:
             return [
                 frozen
-                for row in repository.list_jobs(s, status=status, limit=limit)
+                for row in repository.list_jobs(s, status=status, limit=limit, key_name=key_name)
                 if (frozen := _freeze_job(row)) is not None
             ]
 

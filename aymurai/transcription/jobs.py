@@ -147,8 +147,13 @@ class TranscriptionJob:
         created_at: datetime | None = None,
         log: EventLog | None = None,
         live: bool = False,
+        key_name: str = "",
     ) -> None:
         self.id = job_id or new_job_id()
+        # The API key that created the job ("" when keys are off) and those that joined it: they
+        # may read and cancel it (admission counts the job against `key_name` only).
+        self.key_name = key_name
+        self.joined_keys: set[str] = set()
         self.document_id = document_id
         self.name = name
         self.total_seconds = total_seconds

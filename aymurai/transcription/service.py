@@ -34,6 +34,7 @@ from aymurai.errors import (
     GatewayError,
     JobCancelledError,
     JobInterruptedError,
+    KeyLimitError,
     NotFoundError,
     QueueFullError,
     ShuttingDownError,
@@ -148,13 +149,17 @@ class TranscriptionService:
         )
         self.metrics = metrics or GatewayMetrics()
         backends = settings.ws_backends
+        per_key = settings.transcribe_api_key_max_jobs
         self.admission = AdmissionQueue(
             max_active=sum(backend.max_sessions for backend in backends),
             max_queued=settings.transcribe_max_queued,
+            max_per_key=per_key if settings.keys_enabled and per_key > 0 else None,
         )
         self.metrics.watch_admission(
             queued=lambda: self.admission.queued, active=lambda: self.admission.active
         )
+        if settings.keys_enabled:
+            self.metrics.watch_keys(self.admission.held_by_key)
         self.pool = UpstreamPool(
             backends,
             self._options.connection,
@@ -239,10 +244,11 @@ class TranscriptionService:
         return stored
 
     async def list_jobs(
-        self, *, status: str | None, limit: int
+        self, *, status: str | None, limit: int, key_name: str | None = None
     ) -> list[TranscriptionJob | StoredJob]:
-        """The newest jobs first; live ones as they are now."""
-        rows = await self.store.list_jobs(status=status, limit=limit)
+        """The newest jobs first (of one API key unless `key_name` is None); live ones as they
+        are now."""
+        rows = await self.store.list_jobs(status=status, limit=limit, key_name=key_name)
         result: list[TranscriptionJob | StoredJob] = []
         for row in rows:
             live = await self.registry.get(row.id)
@@ -258,22 +264,25 @@ class TranscriptionService:
         audio_path: Path,
         use_cache: bool,
         runs_unwatched: bool,
+        key_name: str = "",
     ) -> ASRDocument | TranscriptionJob:
         """A spooled upload → the job it joins or starts (which owns the file), or a cached result.
 
         An unfinished job of the same document is joined whatever `use_cache` says (one WLK
         session for identical uploads); joining from the resource API makes that job run
-        unwatched from then on. The spooled file is removed unless a new job now owns it.
+        unwatched from then on. Joining adds no work, so it does not count against the key's
+        limit. The spooled file is removed unless a new job now owns it.
 
         Raises:
             InvalidAudioError: the upload is not decodable audio.
             ShuttingDownError: the process is draining.
+            KeyLimitError: `key_name` holds its limit of queued and running jobs.
             QueueFullError: too many requests are already waiting.
             StorageError: the job could not be recorded.
         """
         owned = False
         try:
-            joined = await self._join(document_id, runs_unwatched=runs_unwatched)
+            joined = await self._join(document_id, runs_unwatched=runs_unwatched, key_name=key_name)
             if joined is not None:
                 return joined
             if use_cache:
@@ -291,10 +300,11 @@ class TranscriptionService:
                 info.sample_rate,
             )
             # Another identical upload may have started while we probed.
-            joined = await self._join(document_id, runs_unwatched=runs_unwatched)
+            joined = await self._join(document_id, runs_unwatched=runs_unwatched, key_name=key_name)
             if joined is not None:
                 return joined
             job = await self._start_new(
+                key_name=key_name,
                 document_id=document_id,
                 name=name,
                 audio_path=audio_path,
@@ -310,12 +320,14 @@ class TranscriptionService:
                 _remove_quietly(audio_path)
 
     async def _join(
-        self, document_id: uuid.UUID, *, runs_unwatched: bool
+        self, document_id: uuid.UUID, *, runs_unwatched: bool, key_name: str
     ) -> TranscriptionJob | None:
         job = await self.registry.active_for(document_id)
         if job is None:
             return None
         logger.info("joined the running transcription %s of %s", job.id, document_id)
+        if key_name != job.key_name:
+            job.joined_keys.add(key_name)
         if runs_unwatched and not job.runs_unwatched:
             job.runs_unwatched = True
             await self.store.update_job(job.id, runs_unwatched=True)
@@ -324,6 +336,7 @@ class TranscriptionService:
     async def _start_new(
         self,
         *,
+        key_name: str,
         document_id: uuid.UUID,
         name: str,
         audio_path: Path,
@@ -332,8 +345,13 @@ class TranscriptionService:
     ) -> TranscriptionJob:
         if not self.accepting:
             raise ShuttingDownError()
-        ticket = self.admission.reserve()
+        try:
+            ticket = self.admission.reserve(key_name)
+        except KeyLimitError:
+            self.metrics.count_key_request(key_name, KeyLimitError.code)
+            raise
         job = TranscriptionJob(
+            key_name=key_name,
             document_id=document_id,
             name=name,
             total_seconds=total_seconds,
@@ -365,7 +383,7 @@ class TranscriptionService:
         self._task_group.start_soon(self._run, job, ticket)
 
     async def record_cached(
-        self, *, document_id: uuid.UUID, name: str, document: ASRDocument
+        self, *, document_id: uuid.UUID, name: str, document: ASRDocument, key_name: str = ""
     ) -> StoredJob:
         """A job row that is done at once: the resource API's answer to a cache hit."""
         now = datetime.now(UTC)
@@ -385,6 +403,7 @@ class TranscriptionService:
             error_detail=None,
             created_at=now,
             updated_at=now,
+            key_name=key_name or None,
         )
         await self.store.insert_job(row)
         return row
@@ -454,21 +473,31 @@ class TranscriptionService:
         job.cancel_scope.cancel()
 
     # --- live sessions (WS /asr/live) -----------------------------------------------------
-    async def open_live(self, *, name: str) -> tuple[TranscriptionJob, Ticket]:
+    async def open_live(self, *, name: str, key_name: str = "") -> tuple[TranscriptionJob, Ticket]:
         """A live session's job (a fresh document id) and its admission ticket.
 
         The caller runs it with `run_live` and must do so (the ticket holds a place).
 
         Raises:
             ShuttingDownError: the process is draining.
+            KeyLimitError: `key_name` holds its limit of queued and running jobs.
             QueueFullError: too many requests are already waiting.
             StorageError: the job could not be recorded.
         """
         if not self.accepting:
             raise ShuttingDownError()
-        ticket = self.admission.reserve()
+        try:
+            ticket = self.admission.reserve(key_name)
+        except KeyLimitError:
+            self.metrics.count_key_request(key_name, KeyLimitError.code)
+            raise
         job = TranscriptionJob(
-            document_id=uuid.uuid4(), name=name, total_seconds=0.0, runs_unwatched=True, live=True
+            key_name=key_name,
+            document_id=uuid.uuid4(),
+            name=name,
+            total_seconds=0.0,
+            runs_unwatched=True,
+            live=True,
         )
         await self.registry.claim(job)  # a fresh document: nobody to join
         try:
@@ -692,7 +721,8 @@ class TranscriptionService:
                 )
                 continue
             try:
-                ticket = self.admission.reserve()
+                # Admitted once already: a restart does not hold it to its key's limit.
+                ticket = self.admission.reserve(row.key_name or "", limited=False)
             except (QueueFullError, ShuttingDownError):
                 logger.warning("transcription %s left for a later start: queue full", row.id)
                 continue
@@ -705,6 +735,7 @@ class TranscriptionService:
                 epoch=epoch,
                 audio_path=path,
                 created_at=row.created_at,
+                key_name=row.key_name or "",
             )
             claimed = await self.registry.claim(job)
             if claimed is not job:
@@ -794,4 +825,5 @@ def _row_of(job: TranscriptionJob) -> StoredJob:
         created_at=job.created_at,
         updated_at=job.created_at,
         live=job.live,
+        key_name=job.key_name or None,
     )

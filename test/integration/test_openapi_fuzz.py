@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from test.e2e import RunningGateway, require, seconds
+from aymurai.keys import add_key, parse_scopes
+from aymurai.simulator import WLKSimulator
+from test.e2e import RunningGateway, make_settings, require, run_gateway, seconds
 
 pytestmark = pytest.mark.integration
 
@@ -27,12 +29,33 @@ async def test_openapi_schemathesis_finds_no_5xx_and_no_schema_mismatch(
     gateway: RunningGateway, tmp_path: Path
 ) -> None:
     """Fuzz every operation for at most 40 s: no server error, responses conform to the schema."""
+    await _run_schemathesis(gateway.base_url, tmp_path)
+
+
+async def test_openapi_schemathesis_with_api_keys_on(
+    tmp_path: Path, wlk_simulator: WLKSimulator
+) -> None:
+    """Keys on, with a key of every scope: the same checks, plus schemathesis's own auth checks
+    (a request without or with a wrong key must be refused)."""
+    path = tmp_path / "keys.json"
+    key = add_key(path, "fuzzer", parse_scopes("transcribe,validate,admin"))
+    settings = make_settings(
+        tmp_path, transcribe_ws_uri=wlk_simulator.url, transcribe_api_keys_file=str(path)
+    )
+    async with run_gateway(settings) as gateway:
+        await _run_schemathesis(
+            gateway.base_url, tmp_path, "--header", f"Authorization: Bearer {key}"
+        )
+
+
+async def _run_schemathesis(base_url: str, tmp_path: Path, *extra: str) -> None:
     cli = Path(sys.executable).parent / "schemathesis"
     require(cli.exists() or shutil.which("schemathesis") is not None, "schemathesis not installed")
     process = await asyncio.create_subprocess_exec(
         str(cli),
         "run",
-        f"{gateway.base_url}/openapi.json",
+        f"{base_url}/openapi.json",
+        *extra,
         "--checks",
         "all",
         "--exclude-checks",

@@ -6,7 +6,7 @@ import anyio
 import pytest
 from anyio.abc import TaskGroup
 
-from aymurai.errors import QueueFullError, ShuttingDownError
+from aymurai.errors import KeyLimitError, QueueFullError, ShuttingDownError
 from aymurai.transcription.admission import AdmissionQueue, Ticket
 
 
@@ -129,3 +129,53 @@ def test_admission_release_is_idempotent() -> None:
     first.release()
     first.release()
     assert queue.active == 1
+
+
+def test_admission_round_robin_two_keys_one_slot() -> None:
+    """With one slot, A A A B arriving in that order are served A B A A."""
+    queue = AdmissionQueue(max_active=1, max_queued=10)
+    tickets = [queue.reserve(key) for key in "AAAB"]
+    served = []
+    for _ in range(4):
+        current = next(t for t in tickets if t.is_granted and t not in served)
+        served.append(current)
+        current.release()
+    assert [t.key for t in served] == ["A", "B", "A", "A"]
+    assert [tickets.index(t) for t in served] == [0, 3, 1, 2]
+
+
+def test_admission_round_robin_positions_follow_serving_order() -> None:
+    """Positions count the round-robin order, and a newcomer that goes ahead moves others back."""
+    queue = AdmissionQueue(max_active=1, max_queued=10)
+    queue.reserve("A")
+    a2, a3 = queue.reserve("A"), queue.reserve("A")
+    assert (queue.position_of(a2), queue.position_of(a3)) == (1, 2)
+    b1 = queue.reserve("B")
+    c1 = queue.reserve("C")
+    assert [queue.position_of(t) for t in (b1, c1, a2, a3)] == [1, 2, 3, 4]
+
+
+def test_admission_single_key_is_fifo() -> None:
+    """Keys off (every ticket under "") keeps plain first-come, first-served."""
+    queue = AdmissionQueue(max_active=1, max_queued=10)
+    tickets = [queue.reserve() for _ in range(4)]
+    assert [queue.position_of(t) for t in tickets[1:]] == [1, 2, 3]
+
+
+def test_admission_per_key_limit_counts_granted_and_waiting() -> None:
+    """A key holding max_per_key tickets gets KEY_LIMIT; other keys and released places pass."""
+    queue = AdmissionQueue(max_active=1, max_queued=10, max_per_key=2)
+    first, second = queue.reserve("A"), queue.reserve("A")
+    with pytest.raises(KeyLimitError) as caught:
+        queue.reserve("A")
+    assert caught.value.retry_after_seconds > 0
+    assert queue.reserve("B") is not None
+    assert queue.held_by_key() == {"A": 2, "B": 1}
+    second.release()  # left the queue
+    assert queue.reserve("A") is not None
+    first.release()
+    assert queue.held_by("A") == 1
+    assert queue.reserve("A", limited=True) is not None
+    with pytest.raises(KeyLimitError):
+        queue.reserve("A")
+    assert queue.reserve("A", limited=False) is not None  # a restart re-runs its jobs anyway

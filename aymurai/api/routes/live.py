@@ -24,6 +24,7 @@ import anyio
 from fastapi import APIRouter
 from starlette.websockets import WebSocket, WebSocketState
 
+from aymurai.api.auth import LIVE_SUBPROTOCOL, authenticate_websocket
 from aymurai.api.errors import close_code_for
 from aymurai.api.middleware import pick_request_id
 from aymurai.errors import (
@@ -34,6 +35,7 @@ from aymurai.errors import (
     LiveParameterError,
     LiveTooFastError,
 )
+from aymurai.keys import SCOPE_TRANSCRIBE
 from aymurai.logs import request_id_var
 from aymurai.metrics import GatewayMetrics
 from aymurai.settings import Settings
@@ -181,10 +183,13 @@ class LiveConnection:
 
     # --- the session --------------------------------------------------------------------------
     async def run(self) -> None:
-        await self.websocket.accept()
+        offered = self.websocket.scope.get("subprotocols") or []
+        # A browser that offered subprotocols fails the handshake unless one is selected.
+        await self.websocket.accept(LIVE_SUBPROTOCOL if LIVE_SUBPROTOCOL in offered else None)
         try:
+            caller = authenticate_websocket(self.websocket, SCOPE_TRANSCRIBE)
             fmt, name = _query(self.websocket, self.settings)
-            job, ticket = await self.service.open_live(name=name)
+            job, ticket = await self.service.open_live(name=name, key_name=caller.owner)
         except GatewayError as exc:
             await self.refuse(exc)
             return

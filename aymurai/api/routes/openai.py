@@ -8,6 +8,10 @@ Python and Node SDKs.
 - This router's own route class turns every error into OpenAI's error object, so that shape stays
   scoped to `/v1` while the rest of the API keeps `{"detail", "code", "request_id"}`; a catch-all
   route gives unknown `/v1` paths OpenAI's 404 too.
+- With API keys on, every `/v1` route needs a `transcribe` key: the SDKs send their `api_key` as
+  `Authorization: Bearer`, so the gateway's key goes there; 401 (with `WWW-Authenticate`), 403 and
+  429 `KEY_LIMIT` come in OpenAI's shape, which the SDKs raise as AuthenticationError,
+  PermissionDeniedError and RateLimitError.
 - A stream reads the job's updates (WLK's snapshots) and sends committed text only
   (`transcription/text_deltas.py`), so the deltas add up to the `done` text and the stored
   transcript; WLK's volatile buffer never goes out. An upstream failure after the first byte is
@@ -30,6 +34,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from aymurai import errors
+from aymurai.api.auth import TranscribeDep
 from aymurai.api.deps import ServiceDep, SettingsDep
 from aymurai.api.disconnect import result_unless_client_leaves
 from aymurai.api.errors import status_for
@@ -100,8 +105,10 @@ def openai_error_response(
 def response_for_gateway_error(exc: errors.GatewayError) -> JSONResponse:
     status = OPENAI_STATUS_BY_CODE.get(exc.code) or status_for(exc)
     headers = {}
-    if isinstance(exc, errors.QueueFullError | errors.TooManyUploadsError):
+    if isinstance(exc, errors.QueueFullError | errors.TooManyUploadsError | errors.KeyLimitError):
         headers["Retry-After"] = str(exc.retry_after_seconds)
+    elif isinstance(exc, errors.UnauthenticatedError):
+        headers["WWW-Authenticate"] = "Bearer"
     param = exc.param if isinstance(exc, errors.InvalidRequestError) else None
     if isinstance(exc, errors.EmptyUploadError | errors.MissingFileError):
         param = "file"
@@ -292,7 +299,7 @@ UPLOAD_OPENAPI: dict[str, Any] = {
     responses={200: {"content": {"text/event-stream": {}, "text/plain": {}}}},
 )
 async def create_transcription(
-    request: Request, service: ServiceDep, settings: SettingsDep
+    request: Request, service: ServiceDep, settings: SettingsDep, caller: TranscribeDep
 ) -> Response:
     """Transcribe an audio file, OpenAI-style: the whole result, or `stream=true` for SSE."""
     metrics = service.metrics
@@ -323,6 +330,7 @@ async def create_transcription(
             audio_path=upload.path,
             use_cache=True,
             runs_unwatched=False,
+            key_name=caller.owner,
         )
     except errors.GatewayError as exc:
         metrics.count_request(METRICS_ENDPOINT, exc.code)
@@ -371,13 +379,13 @@ def _model_names(settings: Settings) -> list[str]:
 
 
 @router.get("/models", response_model=ModelList)
-async def list_models(settings: SettingsDep) -> ModelList:
+async def list_models(settings: SettingsDep, _: TranscribeDep) -> ModelList:
     """The model names `/v1/audio/transcriptions` accepts, in OpenAI's list shape."""
     return ModelList(data=[ModelPublic(id=name) for name in _model_names(settings)])
 
 
 @router.get("/models/{model}", response_model=ModelPublic)
-async def retrieve_model(model: str, settings: SettingsDep) -> ModelPublic:
+async def retrieve_model(model: str, settings: SettingsDep, _: TranscribeDep) -> ModelPublic:
     """One accepted model name (any name, when none are configured)."""
     if settings.transcribe_openai_models and model not in settings.transcribe_openai_models:
         raise errors.NotFoundError(f"The model {model!r} does not exist.")

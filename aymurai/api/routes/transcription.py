@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from aymurai.api.auth import Caller, TranscribeDep
 from aymurai.api.deps import ServiceDep, SettingsDep
 from aymurai.api.disconnect import result_unless_client_leaves
 from aymurai.api.errors import error_response, status_for_code
@@ -68,7 +69,10 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         408: "Upload too slow (UPLOAD_TIMEOUT)",
         413: "Upload too large (UPLOAD_TOO_LARGE) or audio too long (AUDIO_TOO_LONG)",
         415: "Not an allowed audio container, or not decodable (INVALID_AUDIO)",
+        401: "No API key, or an unknown one (UNAUTHENTICATED); keys on only",
+        403: "The API key lacks the scope (FORBIDDEN)",
         422: "Malformed request (VALIDATION_ERROR)",
+        429: "The API key has its limit of jobs queued or running (KEY_LIMIT)",
         503: "Queue full (QUEUE_FULL), too many uploads (TOO_MANY_UPLOADS), spool folder "
         "unusable (SPOOL_UNAVAILABLE) or shutting down (SHUTTING_DOWN)",
     }.items()
@@ -141,6 +145,7 @@ async def accept_upload(
     service: TranscriptionService,
     settings: Settings,
     *,
+    caller: Caller,
     endpoint: str,
     use_cache: bool,
     runs_unwatched: bool,
@@ -159,6 +164,7 @@ async def accept_upload(
             audio_path=upload.path,
             use_cache=use_cache,
             runs_unwatched=runs_unwatched,
+            key_name=caller.owner,
         )
     except GatewayError as exc:
         service.metrics.count_request(endpoint, exc.code)
@@ -174,7 +180,11 @@ async def accept_upload(
     openapi_extra=UPLOAD_OPENAPI,
 )
 async def transcribe_stream(
-    request: Request, service: ServiceDep, settings: SettingsDep, use_cache: bool = True
+    request: Request,
+    service: ServiceDep,
+    settings: SettingsDep,
+    caller: TranscribeDep,
+    use_cache: bool = True,
 ) -> Response:
     """Transcribe an audio file, streaming the transcript as Server-Sent Events."""
     metrics = service.metrics
@@ -182,6 +192,7 @@ async def transcribe_stream(
         request,
         service,
         settings,
+        caller=caller,
         endpoint="stream",
         use_cache=use_cache,
         runs_unwatched=False,
@@ -207,7 +218,11 @@ async def transcribe_stream(
     openapi_extra=UPLOAD_OPENAPI,
 )
 async def transcribe_blocking(
-    request: Request, service: ServiceDep, settings: SettingsDep, use_cache: bool = True
+    request: Request,
+    service: ServiceDep,
+    settings: SettingsDep,
+    caller: TranscribeDep,
+    use_cache: bool = True,
 ) -> Response:
     """Deprecated: transcribe an audio file and answer once it is done. Use the stream."""
     metrics = service.metrics
@@ -215,6 +230,7 @@ async def transcribe_blocking(
         request,
         service,
         settings,
+        caller=caller,
         endpoint="blocking",
         use_cache=use_cache,
         runs_unwatched=False,

@@ -10,6 +10,7 @@ import uuid
 
 from fastapi import APIRouter
 
+from aymurai.api.auth import DocumentReaderDep, ValidateDep
 from aymurai.api.body import CappedJSONRoute
 from aymurai.api.deps import ServiceDep
 from aymurai.transcription.schemas import ASRDocument, ValidatedDocument
@@ -18,14 +19,16 @@ router = APIRouter(prefix="/asr/validation", tags=["validation"], route_class=Ca
 
 
 @router.get("/document/{document_id}", response_model=ASRDocument)
-async def get_document(document_id: uuid.UUID, service: ServiceDep) -> ASRDocument:
+async def get_document(
+    document_id: uuid.UUID, service: ServiceDep, _: DocumentReaderDep
+) -> ASRDocument:
     """The document's human validation if there is one, else its transcription."""
     return await service.get_document(document_id)
 
 
 @router.post("/document/{document_id}", response_model=ASRDocument)
 async def save_validation(
-    document_id: uuid.UUID, paragraphs: ValidatedDocument, service: ServiceDep
+    document_id: uuid.UUID, paragraphs: ValidatedDocument, service: ServiceDep, _: ValidateDep
 ) -> ASRDocument:
     """Store a human-reviewed transcript; re-transcribing never erases it."""
     return await service.save_validation(document_id, paragraphs)

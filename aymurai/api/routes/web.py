@@ -22,6 +22,7 @@ from fastapi.responses import FileResponse
 from aymurai.web import STATIC_DIR
 
 ASSETS: Final[dict[str, str]] = {
+    "apikey.js": "text/javascript",
     "app.js": "text/javascript",
     "events.js": "text/javascript",
     "formats.js": "text/javascript",

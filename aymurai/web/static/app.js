@@ -6,6 +6,7 @@
 // WS /asr/live (live.js): the transcript grows as one speaks, Stop ends it with the stored document.
 // Talks to the gateway only through its public HTTP API; no framework, no build step.
 
+import { authHeaders, setupKeyField } from "./apikey.js";
 import { JobEvents } from "./events.js";
 import { RENDERERS } from "./formats.js";
 import { RecentList } from "./history.js";
@@ -32,6 +33,9 @@ const MESSAGES = {
   UPSTREAM_PROTOCOL_ERROR: "The speech recognition service is not configured correctly.",
   UPSTREAM_TIMEOUT: "The speech recognition service stopped answering.",
   INTERNAL_ERROR: "The server failed unexpectedly.",
+  UNAUTHENTICATED: "This server needs an API key: enter yours under “API key”.",
+  FORBIDDEN: "This API key may not do this.",
+  KEY_LIMIT: "This API key already has as many transcriptions running as it may. Please wait for one to finish.",
   NETWORK_ERROR: "Cannot reach the server. Check your connection and try again.",
   CONNECTION_LOST: "The connection to the server was lost before the transcription finished.",
   NOT_FOUND: "The server does not know this transcription.",
@@ -279,7 +283,7 @@ function follow(transcription) {
 async function readJob(id) {
   try {
     const response = await fetch(`/asr/transcriptions/${encodeURIComponent(id)}`, {
-      headers: { Accept: "application/json" },
+      headers: { Accept: "application/json", ...authHeaders() },
     });
     if (!response.ok) return { response };
     return { transcription: await response.json() };
@@ -399,7 +403,7 @@ async function transcribe() {
     response = await fetch(url, {
       method: "POST",
       body: form,
-      headers: { Accept: "application/json" },
+      headers: { Accept: "application/json", ...authHeaders() },
       signal: controller.signal,
     });
     if (!response.ok) {
@@ -430,7 +434,7 @@ async function cancel() {
   const id = job.id;
   let response;
   try {
-    response = await fetch(`/asr/transcriptions/${encodeURIComponent(id)}`, { method: "DELETE" });
+    response = await fetch(`/asr/transcriptions/${encodeURIComponent(id)}`, { method: "DELETE", headers: authHeaders() });
   } catch (error) {
     showError({ code: "NETWORK_ERROR", detail: String(error) });
     return;
@@ -510,6 +514,8 @@ function download(format) {
   setTimeout(() => URL.revokeObjectURL(link.href), 10000);
 }
 
+// A new key may see other transcriptions: list them again.
+setupKeyField($("api-key"), () => recent.refresh());
 ui.fileInput.addEventListener("change", () => selectFile(ui.fileInput.files[0]));
 ui.start.addEventListener("click", () => transcribe());
 ui.cancel.addEventListener("click", () => cancel());

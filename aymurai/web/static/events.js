@@ -78,7 +78,9 @@ export class JobEvents {
     if (data.from_index > this.paragraphs.length) {
       // A lost frame: resume from the last event we applied; the gateway sends a snapshot.
       this.source.close();
-      this.open(`${this.url}?last_event_id=${encodeURIComponent(this.lastEventId)}`);
+      // With API keys on, events_url already carries `?token=`.
+      const separator = this.url.includes("?") ? "&" : "?";
+      this.open(`${this.url}${separator}last_event_id=${encodeURIComponent(this.lastEventId)}`);
       return;
     }
     this.received(event);

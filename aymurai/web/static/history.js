@@ -1,5 +1,7 @@
 // The list of recent transcriptions (GET /asr/transcriptions), newest first; a click opens one.
 
+import { authHeaders } from "./apikey.js";
+
 const STATUS_LABELS = {
   queued: "queued",
   running: "running",
@@ -36,7 +38,7 @@ export class RecentList {
       this.stale = true;
       return this.loading;
     }
-    this.loading = fetch(`/asr/transcriptions?limit=${this.limit}`, { headers: { Accept: "application/json" } })
+    this.loading = fetch(`/asr/transcriptions?limit=${this.limit}`, { headers: { Accept: "application/json", ...authHeaders() } })
       .then((response) => (response.ok ? response.json() : null))
       .then((jobs) => {
         if (Array.isArray(jobs)) this.render(jobs);

@@ -6,6 +6,8 @@
 // stored document (or `error`). Stop ends the recording: the recorder's last slice, then an
 // empty frame, and the gateway flushes WLK and answers `done`.
 
+import { liveProtocols } from "./apikey.js";
+
 const SLICE_MS = 250; // a MediaRecorder slice: what the gateway gets at a time
 const MIME = "audio/webm;codecs=opus";
 
@@ -34,7 +36,7 @@ export class LiveRecorder {
     if (name) query.set("name", name);
     if (language) query.set("language", language);
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const socket = new WebSocket(`${scheme}//${location.host}/asr/live?${query}`);
+    const socket = new WebSocket(`${scheme}//${location.host}/asr/live?${query}`, liveProtocols());
     socket.binaryType = "arraybuffer";
     this.socket = socket;
     socket.addEventListener("message", (event) => this.receive(event.data));
