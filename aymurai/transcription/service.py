@@ -345,11 +345,7 @@ class TranscriptionService:
     ) -> TranscriptionJob:
         if not self.accepting:
             raise ShuttingDownError()
-        try:
-            ticket = self.admission.reserve(key_name)
-        except KeyLimitError:
-            self.metrics.count_key_request(key_name, KeyLimitError.code)
-            raise
+        ticket = self._reserve(key_name)
         job = TranscriptionJob(
             key_name=key_name,
             document_id=document_id,
@@ -473,6 +469,14 @@ class TranscriptionService:
         job.cancel_scope.cancel()
 
     # --- live sessions (WS /asr/live) -----------------------------------------------------
+    def _reserve(self, key_name: str) -> Ticket:
+        """An admission ticket for `key_name`, counting a refusal at its limit in the metrics."""
+        try:
+            return self.admission.reserve(key_name)
+        except KeyLimitError:
+            self.metrics.count_key_request(key_name, KeyLimitError.code)
+            raise
+
     async def open_live(self, *, name: str, key_name: str = "") -> tuple[TranscriptionJob, Ticket]:
         """A live session's job (a fresh document id) and its admission ticket.
 
@@ -486,11 +490,7 @@ class TranscriptionService:
         """
         if not self.accepting:
             raise ShuttingDownError()
-        try:
-            ticket = self.admission.reserve(key_name)
-        except KeyLimitError:
-            self.metrics.count_key_request(key_name, KeyLimitError.code)
-            raise
+        ticket = self._reserve(key_name)
         job = TranscriptionJob(
             key_name=key_name,
             document_id=uuid.uuid4(),
