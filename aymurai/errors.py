@@ -22,6 +22,7 @@
     ├── ShuttingDownError             SHUTTING_DOWN     the process is draining
     ├── TooManyUploadsError           TOO_MANY_UPLOADS  too many uploads in progress
     ├── SpoolUnavailableError         SPOOL_UNAVAILABLE spool folder missing, full or unwritable
+    ├── SharedStateUnavailableError   REDIS_UNAVAILABLE Redis (distributed mode) cannot be reached
     ├── LiveParameterError            VALIDATION_ERROR  a bad query parameter of WS /asr/live
     ├── LiveBufferFullError           LIVE_BUFFER_FULL  live audio waited past the buffer limit
     ├── LiveTooFastError              AUDIO_TOO_FAST    live audio faster than 2x real time
@@ -175,6 +176,14 @@ class QueueFullError(GatewayError):
     def __init__(self, retry_after_seconds: int) -> None:
         self.retry_after_seconds = retry_after_seconds
         super().__init__("Too many transcriptions are waiting; retry later.")
+
+
+class SharedStateUnavailableError(GatewayError):
+    """Distributed mode: the Redis the replicas share does not answer; new work waits for it."""
+
+    code = "REDIS_UNAVAILABLE"
+    default_detail = "The gateway cannot reach its Redis; retry in a few seconds."
+    retry_after_seconds = 5
 
 
 class ShuttingDownError(GatewayError):

@@ -121,6 +121,22 @@ class Settings(BaseSettings):
     # `language` must name it, since WLK sessions cannot choose their own (see README).
     transcribe_wlk_language: str | None = None
 
+    # --- Distributed mode (several replicas; see README "Production") -------------------------
+    # Unset: one process, everything in memory. Set: replicas sharing this Redis and one SQL
+    # database act as one gateway (global session caps and queue, shared job events).
+    transcribe_redis_url: SecretStr | None = None
+    # Every key this gateway writes starts with this (several gateways may share one Redis).
+    transcribe_redis_prefix: str = Field(default="aymurai", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    # Leases (sessions, queue places, running jobs) live this long unless their replica renews
+    # them: a replica that dies frees its sessions, and its jobs are taken over, within it.
+    transcribe_redis_lease_ttl_seconds: float = Field(default=15.0, ge=1.0, le=600.0)
+    # A job's event stream is kept this long after the job ends (the database keeps the result).
+    transcribe_redis_events_ttl_seconds: float = Field(default=600.0, ge=1.0)
+    # Events kept per job in its stream (older ones are trimmed; readers then get a snapshot).
+    transcribe_redis_events_max_len: int = Field(default=256, ge=16, le=100_000)
+    # This replica's name in logs and leases; default: host name, process id and a random tag.
+    transcribe_replica_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+
     # --- Readiness (GET /readyz) -------------------------------------------------------------
     # A probe opens a WLK session and closes it at once; its result is reused for the TTL.
     transcribe_ws_probe_ttl_seconds: float = Field(default=10.0, ge=0)
@@ -166,6 +182,11 @@ class Settings(BaseSettings):
         return parse_backend_uris(
             self.transcribe_ws_uri, default_max_sessions=self.transcribe_max_concurrent_sessions
         )
+
+    @property
+    def distributed(self) -> bool:
+        """Replicas share state through Redis (TRANSCRIBE_REDIS_URL is set)."""
+        return self.transcribe_redis_url is not None
 
     @property
     def ws_ping_interval(self) -> float | None:

@@ -50,6 +50,7 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.TooManyUploadsError: 503,
     errors.SpoolUnavailableError: 503,
     errors.ShuttingDownError: 503,
+    errors.SharedStateUnavailableError: 503,
     errors.StorageError: 503,
     errors.UpstreamTimeoutError: 504,
     errors.UpstreamError: 502,
@@ -63,6 +64,7 @@ STATUS_BY_ERROR: dict[type[errors.GatewayError], int] = {
 CLOSE_CODE_BY_ERROR: dict[type[errors.GatewayError], int] = {
     errors.QueueFullError: 1013,  # try again later
     errors.ShuttingDownError: 1013,
+    errors.SharedStateUnavailableError: 1013,
     errors.LiveBufferFullError: 1013,
     errors.LiveTooFastError: 1008,  # policy violation
     errors.LiveParameterError: 1008,
@@ -160,7 +162,13 @@ async def handle_gateway_error(_request: Request, exc: Exception) -> JSONRespons
     assert isinstance(exc, errors.GatewayError)
     status = status_for(exc)
     headers = None
-    if isinstance(exc, errors.QueueFullError | errors.TooManyUploadsError | errors.KeyLimitError):
+    if isinstance(
+        exc,
+        errors.QueueFullError
+        | errors.TooManyUploadsError
+        | errors.KeyLimitError
+        | errors.SharedStateUnavailableError,
+    ):
         headers = {"Retry-After": str(exc.retry_after_seconds)}
     elif isinstance(exc, errors.UnauthenticatedError):
         headers = {"WWW-Authenticate": "Bearer"}
