@@ -32,7 +32,14 @@ from pathlib import Path
 
 import anyio
 
-from aymurai.transcription.channel import EventKind, EventLog, JobEvent, MemoryEventLog, event_id
+from aymurai.transcription.channel import (
+    EPOCH_SPAN,
+    EventKind,
+    EventLog,
+    JobEvent,
+    MemoryEventLog,
+    event_id,
+)
 from aymurai.transcription.deltas import compute_delta
 from aymurai.transcription.schemas import ASRDocument, ASRParagraph
 from aymurai.transcription.transcript import build_paragraphs, final_paragraph_count
@@ -322,6 +329,47 @@ class TranscriptionJob:
                     await self.log.append(self._event("suspended"))
         finally:
             self.recorded.set()
+
+    async def replay_event(self, event: JobEvent) -> None:
+        """Take an event another replica's recorder made (a mirror: `distributed/event_mirror.py`).
+
+        For a job this process follows but does not run: the event joins the log as it is (same
+        id, same encodings), and `current_time`, the epoch and the watch (`updates()`) follow it
+        as if the recorder had made it here, so every subscriber reads the job as a local one.
+        The status follows the job while it runs; the final one is the database's.
+        """
+        await self.log.append(event)
+        self.epoch = max(self.epoch, event.id // EPOCH_SPAN)
+        update: JobUpdate | None = None
+        document = event.document
+        if event.kind == "queued":
+            self.status = QUEUED
+            update = Queued(self.document_id, event.position or 0)
+        elif event.kind == "transcription" and document is not None:
+            self.status = RUNNING
+            self._current_time = document.current_time or 0.0
+            paragraphs = tuple(document.document)
+            total_time = document.total_time or 0.0
+            update = Transcribing(
+                self.document_id, None, self._current_time, total_time, paragraphs
+            )
+        elif event.kind == "upstream" and event.upstream is not None:
+            self.status = RUNNING
+            notice = event.upstream
+            update = Upstream(
+                self.document_id, notice["state"], notice["attempt"], notice["resume_from"]
+            )
+        elif event.kind == "line" and event.line_index is not None:
+            self.lines_emitted = max(self.lines_emitted, event.line_index + 1)
+        elif event.kind == "done" and document is not None:
+            self._current_time = document.current_time or self._current_time
+            update = Done(document)
+        elif event.kind == "error":
+            update = Failed(event.error_code or "INTERNAL_ERROR", event.error_detail or "")
+        elif event.kind == "suspended":
+            update = Suspended()
+        if update is not None:
+            self.publish(update)
 
     async def _append_lines(self, paragraphs: Sequence[ASRParagraph], final_count: int) -> None:
         if not self.live:
