@@ -41,7 +41,7 @@ from aymurai.errors import (
 )
 from aymurai.metrics import GatewayMetrics
 from aymurai.settings import Settings
-from aymurai.transcription.admission import AdmissionQueue, Ticket
+from aymurai.transcription.admission import Admission, AdmissionQueue, AdmissionTicket
 from aymurai.transcription.channel import event_id
 from aymurai.transcription.decode import AudioInfo, probe_audio
 from aymurai.transcription.jobs import (
@@ -56,6 +56,7 @@ from aymurai.transcription.jobs import (
     Queued,
     Suspended,
     TranscriptionJob,
+    new_job_id,
     wire_time,
 )
 from aymurai.transcription.live import LiveControl, keeping_audio, run_live_transcription
@@ -137,6 +138,7 @@ class TranscriptionService:
         task_group: TaskGroup,
         metrics: GatewayMetrics | None = None,
         registry: JobRegistry | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -150,7 +152,7 @@ class TranscriptionService:
         self.metrics = metrics or GatewayMetrics()
         backends = settings.ws_backends
         per_key = settings.transcribe_api_key_max_jobs
-        self.admission = AdmissionQueue(
+        self.admission: Admission = admission or AdmissionQueue(
             max_active=sum(backend.max_sessions for backend in backends),
             max_queued=settings.transcribe_max_queued,
             max_per_key=per_key if settings.keys_enabled and per_key > 0 else None,
@@ -345,8 +347,10 @@ class TranscriptionService:
     ) -> TranscriptionJob:
         if not self.accepting:
             raise ShuttingDownError()
-        ticket = self._reserve(key_name)
+        job_id = new_job_id()
+        ticket = await self._reserve(key_name, ticket_id=job_id)
         job = TranscriptionJob(
+            job_id=job_id,
             key_name=key_name,
             document_id=document_id,
             name=name,
@@ -356,18 +360,18 @@ class TranscriptionService:
         )
         claimed = await self.registry.claim(job)
         if claimed is not job:
-            ticket.release()
+            await ticket.release()
             return claimed
         try:
             await self.store.insert_job(_row_of(job))
         except BaseException:
             await self.registry.remove(job)
-            ticket.release()
+            await ticket.release()
             raise
         self._launch(job, ticket)
         return job
 
-    def _launch(self, job: TranscriptionJob, ticket: Ticket) -> None:
+    def _launch(self, job: TranscriptionJob, ticket: AdmissionTicket) -> None:
         job.on_unwatched = self._on_unwatched
         self._task_group.start_soon(
             partial(
@@ -469,15 +473,17 @@ class TranscriptionService:
         job.cancel_scope.cancel()
 
     # --- live sessions (WS /asr/live) -----------------------------------------------------
-    def _reserve(self, key_name: str) -> Ticket:
+    async def _reserve(self, key_name: str, *, ticket_id: str) -> AdmissionTicket:
         """An admission ticket for `key_name`, counting a refusal at its limit in the metrics."""
         try:
-            return self.admission.reserve(key_name)
+            return await self.admission.reserve(key_name, ticket_id=ticket_id)
         except KeyLimitError:
             self.metrics.count_key_request(key_name, KeyLimitError.code)
             raise
 
-    async def open_live(self, *, name: str, key_name: str = "") -> tuple[TranscriptionJob, Ticket]:
+    async def open_live(
+        self, *, name: str, key_name: str = ""
+    ) -> tuple[TranscriptionJob, AdmissionTicket]:
         """A live session's job (a fresh document id) and its admission ticket.
 
         The caller runs it with `run_live` and must do so (the ticket holds a place).
@@ -490,8 +496,10 @@ class TranscriptionService:
         """
         if not self.accepting:
             raise ShuttingDownError()
-        ticket = self._reserve(key_name)
+        job_id = new_job_id()
+        ticket = await self._reserve(key_name, ticket_id=job_id)
         job = TranscriptionJob(
+            job_id=job_id,
             key_name=key_name,
             document_id=uuid.uuid4(),
             name=name,
@@ -504,7 +512,7 @@ class TranscriptionService:
             await self.store.insert_job(_row_of(job))
         except BaseException:
             await self.registry.remove(job)
-            ticket.release()
+            await ticket.release()
             raise
         job.on_unwatched = self._on_unwatched
         self._task_group.start_soon(
@@ -517,7 +525,9 @@ class TranscriptionService:
         self.metrics.live_sessions.inc()
         return job, ticket
 
-    async def run_live(self, job: TranscriptionJob, ticket: Ticket, control: LiveControl) -> None:
+    async def run_live(
+        self, job: TranscriptionJob, ticket: AdmissionTicket, control: LiveControl
+    ) -> None:
         """Run a live job to its end (in the caller's task: the WebSocket handler's).
 
         Nothing is awaited before `_run`, whose `finally` releases the ticket and records the end:
@@ -552,7 +562,7 @@ class TranscriptionService:
     async def _run(
         self,
         job: TranscriptionJob,
-        ticket: Ticket,
+        ticket: AdmissionTicket,
         transcribe: Callable[[Callable[[], None]], Awaitable[ASRDocument]] | None = None,
     ) -> None:
         upstream_connected = False
@@ -584,8 +594,7 @@ class TranscriptionService:
                     queued_at = time.monotonic()
                     if not ticket.is_granted:
                         logger.info(
-                            "queued for an upstream session at position %d",
-                            self.admission.position_of(ticket),
+                            "queued for an upstream session at position %s", ticket.position
                         )
                     await ticket.wait(
                         lambda position: job.publish(Queued(job.document_id, position))
@@ -623,7 +632,7 @@ class TranscriptionService:
                     logger.exception("transcription failed with an unexpected error")
                     job.publish(Failed("INTERNAL_ERROR", "The transcription failed unexpectedly."))
                 finally:
-                    ticket.release()
+                    await ticket.release()
             if job.client_gone:
                 logger.info("client gone; transcription cancelled, nothing stored")
         finally:
@@ -722,7 +731,9 @@ class TranscriptionService:
                 continue
             try:
                 # Admitted once already: a restart does not hold it to its key's limit.
-                ticket = self.admission.reserve(row.key_name or "", limited=False)
+                ticket = await self.admission.reserve(
+                    row.key_name or "", limited=False, ticket_id=row.id
+                )
             except (QueueFullError, ShuttingDownError):
                 logger.warning("transcription %s left for a later start: queue full", row.id)
                 continue
@@ -739,7 +750,7 @@ class TranscriptionService:
             )
             claimed = await self.registry.claim(job)
             if claimed is not job:
-                ticket.release()
+                await ticket.release()
                 await self.store.update_job(
                     row.id,
                     status=FAILED,
