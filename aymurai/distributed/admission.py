@@ -138,7 +138,8 @@ if redis.call('ZSCORE', K_QUEUE, ticket) then
   redis.call('ZADD', K_ALIVE, now + ttl, ticket)
   return {'queued', live_ahead(now, ticket) + 1}
 end
-if limited and max_per_key > 0 and tonumber(redis.call('HGET', K_HELD, key) or '0') >= max_per_key then
+local held = tonumber(redis.call('HGET', K_HELD, key) or '0')
+if limited and max_per_key > 0 and held >= max_per_key then
   return {'key_limit', 0}
 end
 local waiting = live_ahead(now, false)

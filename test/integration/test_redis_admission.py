@@ -5,7 +5,7 @@ Each "replica" is its own `SharedRedis` client on the same prefix, as separate p
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
@@ -16,7 +16,7 @@ from aymurai.distributed.connection import SharedRedis
 from aymurai.distributed.pool_state import RedisPoolState
 from aymurai.errors import KeyLimitError, QueueFullError, SharedStateUnavailableError
 from aymurai.transcription.backends import Backend
-from test.e2e import seconds
+from test.e2e import eventually, seconds
 from test.processes import free_port
 from test.redis import fresh_prefix, shared_redis
 
@@ -36,13 +36,6 @@ async def replicas(
             )
             for index in range(count)
         ]
-
-
-async def _until(condition: Callable[[], bool], what: str, timeout: float = 5) -> None:
-    with anyio.fail_after(seconds(timeout)):
-        while not condition():
-            await anyio.sleep(0.02)
-    assert condition(), what
 
 
 def _admission(shared: SharedRedis, **limits: int) -> RedisAdmission:
@@ -74,9 +67,9 @@ async def test_slots_and_queue_positions_are_global_across_replicas() -> None:
         group.start_soon(wait, second)
         group.start_soon(wait, third)
         await first.release()
-        await _until(lambda: granted == ["job-2"], "the second to be granted")
+        await eventually(lambda: granted == ["job-2"], what="the second to be granted")
         await second.release()
-        await _until(lambda: granted == ["job-2", "job-3"], "the third to be granted")
+        await eventually(lambda: granted == ["job-2", "job-3"], what="the third to be granted")
         assert positions == {"job-2": [1], "job-3": [2, 1]}
         await third.release()
         assert await queues[0].counts() == (0, 0)
@@ -187,8 +180,8 @@ async def test_server_caps_hold_across_replicas_and_dead_leases_expire() -> None
         await two.renew()
         # `one` stops renewing (dies): its slot is free within the TTL.
         with anyio.fail_after(seconds(3)):
-            while await two.lease(avoid=frozenset(), allow_down=False) is None:
-                await anyio.sleep(0.1)
+            while await two.lease(avoid=frozenset(), allow_down=False) is None:  # noqa: ASYNC110
+                await anyio.sleep(0.1)  # polling Redis: nothing here to wait on
 
 
 async def test_health_is_shared_and_a_cancelled_lease_leaks_nothing() -> None:
