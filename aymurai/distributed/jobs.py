@@ -206,26 +206,29 @@ class RedisJobRegistry:
         """Forever: cancel the jobs of this replica other replicas ask to (run in a task group).
 
         Reconnects by itself after a Redis outage (a request made meanwhile is lost; the
-        requester reports it did not take effect).
+        requester then sees no end within its wait and the job runs on).
         """
         while True:
             try:
-                pubsub = self._shared.client.pubsub(ignore_subscribe_messages=True)
-                try:
-                    await self._shared.call(lambda: pubsub.subscribe(self.cancel_channel))
-                    while True:
-                        message = await self._shared.call(lambda: pubsub.get_message(timeout=1.0))
-                        if message is None or message.get("type") != "message":
-                            continue
-                        data = message["data"]
-                        job_id = data.decode() if isinstance(data, bytes) else str(data)
-                        if await self._local.get(job_id) is not None:
-                            await cancel(job_id)
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        try:
-                            await pubsub.aclose()  # type: ignore[no-untyped-call]
-                        except Exception:  # noqa: BLE001 (a broken connection: nothing to close)
-                            pass
+                await self._listen_once(cancel)
             except SharedStateUnavailableError:
                 await anyio.sleep(1.0)
+
+    async def _listen_once(self, cancel: Callable[[str], Awaitable[None]]) -> None:
+        pubsub = self._shared.client.pubsub(ignore_subscribe_messages=True)
+        try:
+            await self._shared.call(lambda: pubsub.subscribe(self.cancel_channel))
+            while True:
+                message = await self._shared.call(lambda: pubsub.get_message(timeout=1.0))
+                if message is None or message.get("type") != "message":
+                    continue
+                data = message["data"]
+                job_id = data.decode() if isinstance(data, bytes) else str(data)
+                if await self._local.get(job_id) is not None:
+                    await cancel(job_id)
+        finally:
+            with anyio.CancelScope(shield=True):
+                try:
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                except Exception:  # a broken connection: nothing left to close
+                    logger.debug("closing the cancel subscription failed", exc_info=True)
