@@ -262,11 +262,10 @@ class TranscriptionService:
         """The newest jobs first (of one API key unless `key_name` is None); live ones as they
         are now."""
         rows = await self.store.list_jobs(status=status, limit=limit, key_name=key_name)
-        result: list[TranscriptionJob | StoredJob] = []
-        for row in rows:
-            live = await self.registry.get(row.id)
-            result.append(live if live is not None else row)
-        return result
+        # This process's jobs as they are now; another replica's as its row says (a list does
+        # not start following every job it shows).
+        local = {job.id: job for job in self.jobs}
+        return [local.get(row.id, row) for row in rows]
 
     # --- jobs -----------------------------------------------------------------------------
     async def accept(
