@@ -1,7 +1,7 @@
 """A job event as a Redis stream entry, and back, byte for byte (pure).
 
-The entry id is the event id (`<id>-0`); the fields, `k` (the kind, always first: the append
-script reads it) and then:
+A job's stream is `stream_key(shared, job_id)`. The entry id is the event id (`<id>-0`); the
+fields, `k` (the kind, always first: the append script reads it) and then:
 
 | kind | fields |
 |---|---|
@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from aymurai.distributed.connection import SharedRedis
 from aymurai.transcription.channel import JobEvent
 from aymurai.transcription.deltas import Delta, apply_delta, compute_delta
 from aymurai.transcription.schemas import ASRDocument, ASRParagraph
@@ -37,6 +38,11 @@ from aymurai.transcription.schemas import ASRDocument, ASRParagraph
 SELF_CONTAINED_KINDS = frozenset({"queued", "done", "error", "suspended"})
 """States that need nothing before them (a `transcription` may be one too: see `is_full_state`)."""
 KINDS = frozenset({*SELF_CONTAINED_KINDS, "transcription", "upstream", "line"})
+
+
+def stream_key(shared: SharedRedis, job_id: str) -> str:
+    """The key of a job's event stream."""
+    return shared.key("events", job_id)
 
 
 def encode_entry(event: JobEvent, *, full: bool) -> dict[bytes, bytes]:

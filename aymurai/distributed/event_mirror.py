@@ -3,7 +3,8 @@
 `mirror_job(shared, job)` feeds `job` (built by the caller from the job's SQL row, with its own
 `MemoryEventLog`) with the events the owner writes (`events.py`), each rebuilt exactly
 (`entries.py`) and handed to `job.replay_event()`: `follow()`, `wait_for_result()` and
-`updates()` then work unchanged on this replica. It returns the terminal event once mirrored.
+`updates()` then work unchanged on this replica. It returns once the terminal event is mirrored
+(`job.log.latest`).
 
 It starts from the newest full state in the stream (XREVRANGE back to it), then reads on with
 XREAD BLOCK (never longer than `MAX_BLOCK_MS`, under the socket timeout). Deltas need the
@@ -26,8 +27,7 @@ from typing import Any
 import anyio
 
 from aymurai.distributed.connection import MAX_BLOCK_MS, SharedRedis
-from aymurai.distributed.entries import decode_entry, is_full_state
-from aymurai.distributed.events import stream_key
+from aymurai.distributed.entries import decode_entry, is_full_state, stream_key
 from aymurai.errors import SharedStateUnavailableError
 from aymurai.transcription.channel import EPOCH_SPAN, JobEvent
 from aymurai.transcription.jobs import TranscriptionJob
@@ -46,9 +46,9 @@ RETRY_MAX_SECONDS = 2.0
 Entry = tuple[bytes, dict[bytes, bytes]]
 
 
-async def mirror_job(shared: SharedRedis, job: TranscriptionJob) -> JobEvent:
-    """Replay the events of `job`'s stream into `job` until its terminal one, and return that."""
-    return await _Mirror(shared, job).run()
+async def mirror_job(shared: SharedRedis, job: TranscriptionJob) -> None:
+    """Replay the events of `job`'s stream into `job` until its terminal one."""
+    await _Mirror(shared, job).run()
 
 
 class _Mirror:
@@ -62,7 +62,7 @@ class _Mirror:
         self._waiting_for_full = False  # after a restart that found no newer full state
         self._end: JobEvent | None = None
 
-    async def run(self) -> JobEvent:
+    async def run(self) -> None:
         backoff = RETRY_MIN_SECONDS
         while self._end is None:
             try:
@@ -76,7 +76,6 @@ class _Mirror:
                 backoff = min(backoff * 2, RETRY_MAX_SECONDS)
                 continue
             backoff = RETRY_MIN_SECONDS
-        return self._end
 
     async def _start_from_full_state(self) -> None:
         newest_first: list[Entry] = []

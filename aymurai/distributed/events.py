@@ -1,8 +1,9 @@
 """A job's events in a Redis stream, so that any replica can serve them (the owner's side).
 
-One stream per job, `<prefix>:events:<job id>`; entry ids are the events' own ids (`<id>-0`),
-which only increase, also across epochs. The replica that runs a job writes its events there
-through `RedisEventLog`; every other replica follows them with `mirror_job` (`event_mirror.py`).
+One stream per job, `<prefix>:events:<job id>` (`stream_key`); entry ids are the events' own
+ids (`<id>-0`), which only increase, also across epochs. The replica that runs a job writes its
+events there through `RedisEventLog`; every other replica follows them with `mirror_job`
+(`event_mirror.py`, re-exported here).
 
 Entries are small: the kind and what the events stream needs to rebuild the event exactly
 (`entries.py`). A `transcription` entry carries its delta; the full document only on the first
@@ -53,7 +54,8 @@ from typing import Any
 from redis.commands.core import AsyncScript
 
 from aymurai.distributed.connection import SharedRedis
-from aymurai.distributed.entries import decode_entry, encode_entry
+from aymurai.distributed.entries import decode_entry, encode_entry, stream_key
+from aymurai.distributed.event_mirror import mirror_job
 from aymurai.errors import SharedStateUnavailableError
 from aymurai.transcription.channel import (
     DEFAULT_HISTORY,
@@ -62,6 +64,13 @@ from aymurai.transcription.channel import (
     MemoryEventLog,
     Read,
 )
+
+__all__ = [
+    "RedisEventLog",
+    "append_terminal_remotely",
+    "mirror_job",
+    "stream_key",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +81,9 @@ FULL_EVERY = 16
 """A full document at least every this many transcription entries (a late reader's start)."""
 RETRY_SECONDS = 1.0
 """After a failed write, the next non-terminal event is written no sooner than this."""
+# `append_terminal_remotely`'s defaults: TRANSCRIBE_REDIS_EVENTS_MAX_LEN's and _TTL_SECONDS'.
+DEFAULT_MAX_LEN = 256
+DEFAULT_ENDED_TTL_SECONDS = 600.0
 
 # Appends one entry unless it would break the stream's order (see the module docstring);
 # answers {"written"}, {"refused", <newest id>, <its fields>} or {"failed", <Redis' error>}.
@@ -97,10 +109,6 @@ end
 redis.pcall('PEXPIRE', KEYS[1], ARGV[3])
 return {{'written'}}
 """
-
-
-def stream_key(shared: SharedRedis, job_id: str) -> str:
-    return shared.key("events", job_id)
 
 
 @dataclass(frozen=True)
@@ -263,8 +271,8 @@ async def append_terminal_remotely(
     job_id: str,
     event: JobEvent,
     *,
-    max_len: int,
-    ended_ttl_seconds: float,
+    max_len: int = DEFAULT_MAX_LEN,
+    ended_ttl_seconds: float = DEFAULT_ENDED_TTL_SECONDS,
 ) -> JobEvent | None:
     """Write the terminal `event` of a job this replica does not run (see the module docstring).
 

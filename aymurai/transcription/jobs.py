@@ -340,17 +340,14 @@ class TranscriptionJob:
         For a job this process follows but does not run: the event joins the log as it is (same
         id, same encodings), and `current_time`, the epoch and the watch (`updates()`) follow it
         as if the recorder had made it here, so every subscriber reads the job as a local one.
-        The status follows the job while it runs; the final one is the database's.
         """
         await self.log.append(event)
         self.epoch = max(self.epoch, event.id // EPOCH_SPAN)
         update: JobUpdate | None = None
         document = event.document
         if event.kind == "queued":
-            self.status = QUEUED
             update = Queued(self.document_id, event.position or 0)
         elif event.kind == "transcription" and document is not None:
-            self.status = RUNNING
             self._current_time = document.current_time or 0.0
             paragraphs = tuple(document.document)
             total_time = document.total_time or 0.0
@@ -358,7 +355,6 @@ class TranscriptionJob:
                 self.document_id, None, self._current_time, total_time, paragraphs
             )
         elif event.kind == "upstream" and event.upstream is not None:
-            self.status = RUNNING
             notice = event.upstream
             update = Upstream(
                 self.document_id, notice["state"], notice["attempt"], notice["resume_from"]

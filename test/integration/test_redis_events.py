@@ -191,6 +191,14 @@ def kept(job: TranscriptionJob) -> list[JobEvent]:
     return log.kept
 
 
+async def run_mirror(shared: SharedRedis, job: TranscriptionJob, ended: list[JobEvent]) -> None:
+    """`mirror_job`, then note the event it ended at: the terminal one."""
+    await mirror_job(shared, job)
+    latest = job.log.latest
+    assert latest is not None and latest.is_terminal
+    ended.append(latest)
+
+
 async def wait_until_mirrored(mirror: TranscriptionJob, event_id_: int) -> None:
     with anyio.fail_after(seconds(10)):
         while (latest := mirror.log.latest) is None or latest.id < event_id_:
@@ -244,11 +252,7 @@ async def test_mirror_on_another_client_rebuilds_every_event_byte_for_byte() -> 
                 group.start_soon(follow)
                 group.start_soon(watch_updates)
                 ended: list[JobEvent] = []
-
-                async def run_mirror() -> None:
-                    ended.append(await mirror_job(redis_b, mirror))
-
-                group.start_soon(run_mirror)  # before the stream exists
+                group.start_soon(run_mirror, redis_b, mirror, ended)  # before the stream exists
                 owner = Owner(job, group)
                 for position in (3, 2, 1):
                     await owner.publish(Queued(DOC_ID, position))
@@ -304,11 +308,7 @@ async def test_late_mirror_starts_from_a_full_state_of_a_trimmed_stream() -> Non
                 assert await stream_ttl_ms(redis_a, job.id) > 3600 * 1000
 
                 ended: list[JobEvent] = []
-
-                async def run_mirror() -> None:
-                    ended.append(await mirror_job(redis_b, mirror))
-
-                group.start_soon(run_mirror)
+                group.start_soon(run_mirror, redis_b, mirror, ended)
                 newest = job.log.latest
                 assert newest is not None
                 await wait_until_mirrored(mirror, newest.id)
@@ -345,11 +345,7 @@ async def test_error_and_suspended_end_a_mirror(ending: str) -> None:
             async with anyio.create_task_group() as group:
                 group.start_soon(watch_updates)
                 ended: list[JobEvent] = []
-
-                async def run_mirror() -> None:
-                    ended.append(await mirror_job(redis_b, mirror))
-
-                group.start_soon(run_mirror)
+                group.start_soon(run_mirror, redis_b, mirror, ended)
                 owner = Owner(job, group)
                 await owner.transcribe(5)
                 assert await stream_ttl_ms(redis_a, job.id) > 3600 * 1000
@@ -415,11 +411,7 @@ async def test_a_remote_terminal_event_ends_a_running_mirror() -> None:
         with anyio.fail_after(seconds(30)):
             async with anyio.create_task_group() as group:
                 ended: list[JobEvent] = []
-
-                async def run_mirror() -> None:
-                    ended.append(await mirror_job(redis_b, mirror))
-
-                group.start_soon(run_mirror)
+                group.start_soon(run_mirror, redis_b, mirror, ended)
                 owner = Owner(job, group)
                 await owner.transcribe(5)
                 newest = job.log.latest
@@ -439,7 +431,7 @@ async def test_a_remote_terminal_event_ends_a_running_mirror() -> None:
         assert ended[0].id == interrupted.id
         assert result == Failed("INTERRUPTED", "replica gone")
         later = JobEvent(event_id(2, 1), "error", error_code="CANCELLED", error_detail="")
-        first = await append_terminal_remotely(redis_c, job.id, later, **kwargs)
+        first = await append_terminal_remotely(redis_c, job.id, later)  # the settings' defaults
         assert first is not None and encodings(first) == encodings(interrupted)
         entries = await redis_a.client.xrange(stream_key(redis_a, job.id))
         assert int(entries[-1][0].split(b"-")[0]) == interrupted.id
