@@ -29,7 +29,7 @@ import anyio
 from aymurai.distributed.connection import MAX_BLOCK_MS, SharedRedis
 from aymurai.distributed.entries import decode_entry, is_full_state, stream_key
 from aymurai.errors import SharedStateUnavailableError
-from aymurai.transcription.channel import EPOCH_SPAN, JobEvent
+from aymurai.transcription.channel import EPOCH_SPAN, NOTICE_KINDS, JobEvent
 from aymurai.transcription.jobs import TranscriptionJob
 from aymurai.transcription.schemas import ASRParagraph
 
@@ -59,7 +59,9 @@ class _Mirror:
         self._seen: int | None = None  # the id of the last entry looked at
         self._paragraphs: Sequence[ASRParagraph] | None = None  # after it (None: unknown)
         self._restart = True  # (re)start from the newest full state
-        self._waiting_for_full = False  # after a restart that found no newer full state
+        # From a restart until a state is mirrored: a delta that cannot apply is skipped (the
+        # restart found nothing newer to start from), not a reason for another restart.
+        self._waiting_for_full = False
         self._end: JobEvent | None = None
 
     async def run(self) -> None:
@@ -143,10 +145,11 @@ class _Mirror:
                 self._seen = entry_id
                 continue
             self._seen = entry_id
+            if event.kind not in NOTICE_KINDS:
+                self._waiting_for_full = False  # a state: the next gap may look for a newer one
             if event.kind == "transcription":
                 assert event.document is not None
                 self._paragraphs = event.document.document
-                self._waiting_for_full = False
             await self._job.replay_event(event)
             if event.is_terminal:
                 self._end = event

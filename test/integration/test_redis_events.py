@@ -16,8 +16,13 @@ from urllib.parse import urlsplit
 
 import anyio
 import pytest
+import redis.asyncio as redis
 
-from aymurai.distributed.connection import SharedRedis
+from aymurai.distributed.connection import (
+    CONNECT_TIMEOUT_SECONDS,
+    SOCKET_TIMEOUT_SECONDS,
+    SharedRedis,
+)
 from aymurai.distributed.entries import encode_entry
 from aymurai.distributed.event_mirror import mirror_job
 from aymurai.distributed.events import (
@@ -54,14 +59,41 @@ ENDED_TTL = 30.0
 # --- the two replicas --------------------------------------------------------------------------
 @asynccontextmanager
 async def other_replica(shared: SharedRedis, url: str | None = None) -> AsyncIterator[SharedRedis]:
-    """Another client on the same Redis and prefix (or through `url`), as another replica has."""
+    """Another client on the same Redis and prefix (or through `url`), as another replica has.
+
+    Its connections are named after it (`CLIENT LIST` shows what it is doing).
+    """
+    target = url or require_redis()
+    client = redis.Redis.from_url(
+        target,
+        socket_timeout=SOCKET_TIMEOUT_SECONDS,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        client_name=f"replica-b-{uuid.uuid4().hex[:8]}",
+    )
     other = SharedRedis(
-        url or require_redis(), prefix=shared.prefix, replica_id="replica-b", lease_ttl_seconds=15
+        target,
+        prefix=shared.prefix,
+        replica_id="replica-b",
+        lease_ttl_seconds=15,
+        client=client,
     )
     try:
         yield other
     finally:
         await other.aclose()
+
+
+async def wait_until_blocked_in_xread(observer: SharedRedis, replica: SharedRedis) -> None:
+    """Until `replica`'s mirror waits in XREAD BLOCK for entries (it read the stream)."""
+    name = replica.client.connection_pool.connection_kwargs["client_name"]
+    with anyio.fail_after(seconds(5)):
+        while True:
+            clients = await observer.client.client_list()
+            if any(
+                c["name"] == name and c["cmd"] == "xread" and "b" in c["flags"] for c in clients
+            ):
+                return
+            await anyio.sleep(0.01)
 
 
 def owner_job(
@@ -252,7 +284,8 @@ async def test_mirror_on_another_client_rebuilds_every_event_byte_for_byte() -> 
                 group.start_soon(follow)
                 group.start_soon(watch_updates)
                 ended: list[JobEvent] = []
-                group.start_soon(run_mirror, redis_b, mirror, ended)  # before the stream exists
+                group.start_soon(run_mirror, redis_b, mirror, ended)
+                await wait_until_blocked_in_xread(redis_a, redis_b)  # before the stream exists
                 owner = Owner(job, group)
                 for position in (3, 2, 1):
                     await owner.publish(Queued(DOC_ID, position))
@@ -510,8 +543,10 @@ async def test_mirror_rides_out_a_redis_outage_and_catches_up_past_trimmed_entri
                     proxy.target_port = closed_port()
                     proxy.cut()
                     await lost.wait()
+                    assert mirror.log.latest is not None
+                    stuck = mirror.log.latest.id
                     await owner.transcribe(200)
-                    assert mirror.log.latest is not None and mirror.log.latest.id == newest.id
+                    assert mirror.log.latest.id == stuck, "nothing came through"
                     proxy.target_port = redis_port
                     await owner.transcribe(5)
                     await owner.finish()
@@ -520,8 +555,8 @@ async def test_mirror_rides_out_a_redis_outage_and_catches_up_past_trimmed_entri
         mirrored = kept(mirror)
         assert_same_events(mirrored, kept(job))
         ids = [event.id for event in mirrored]
-        before = ids[: ids.index(10) + 1]
-        assert before == list(range(before[0], 11)) and ids[len(before)] > 100, "a gap"
+        before = ids[: ids.index(stuck) + 1]
+        assert before == list(range(before[0], stuck + 1)) and ids[len(before)] > 100, "a gap"
         assert isinstance(result, Done) and redis_b.available
 
 
@@ -584,6 +619,7 @@ async def test_deltas_after_a_lost_entry_are_never_applied_to_the_wrong_paragrap
         with anyio.fail_after(seconds(30)):
             async with anyio.create_task_group() as group:
                 group.start_soon(mirror_job, redis_b, mirror)
+                await wait_until_blocked_in_xread(redis_a, redis_b)
                 await write(*events[:11])
                 await wait_until_mirrored(mirror, 11)
                 await write(*events[12:15])  # 12 is lost: 13-15 cannot be applied
