@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from aymurai.distributed.connection import SharedRedis, check_reachable
-from test.e2e import require, seconds
+from test.e2e import eventually, require
 from test.processes import free_port
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
@@ -89,9 +89,11 @@ class RedisServer:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
         )
-        async with asyncio.timeout(seconds(10)):
-            while check_reachable(self.url) is not None:
-                await asyncio.sleep(0.05)
+        await eventually(
+            lambda: check_reachable(self.url) is None,
+            timeout_seconds=10,
+            what="redis-server to answer",
+        )
 
     async def stop(self) -> None:
         """SIGKILL: Redis vanishes with everything it held (this one keeps nothing on disk)."""
