@@ -179,7 +179,8 @@ async def run_simulator_process(
 
 def tone_file(directory: Path, hz: int, audio_seconds: float = 2.0) -> Path:
     """A WAV of one tone: the simulator transcribes it as `tone_words(hz, audio_seconds)`.
-    Different tones are different documents (never coalesced)."""
+    Different tones are different documents (never coalesced). The simulator names a word after
+    the peak frequency rounded to 10 Hz: use multiples of 10 (495 Hz may read as "f500")."""
     return make_audio_file(
         directory,
         fmt="wav_s16",
