@@ -27,6 +27,7 @@ from aymurai import __version__
 from aymurai.api.main import create_app
 from aymurai.api.server import make_config
 from aymurai.db.engine import migrate_to_head
+from aymurai.distributed.connection import check_reachable
 from aymurai.keys import SCOPES, KeysFileError, add_key, parse_scopes, read_keys, remove_key
 from aymurai.logs import configure_logging
 from aymurai.settings import Settings, get_settings
@@ -38,7 +39,13 @@ EXIT_USAGE = 2
 logger = logging.getLogger("aymurai")
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings) -> int:
+    if settings.transcribe_redis_url is not None:
+        # Distributed mode needs Redis from the start: one line naming it, and a non-zero exit.
+        problem = check_reachable(settings.transcribe_redis_url.get_secret_value())
+        if problem is not None:
+            logger.error("%s (TRANSCRIBE_REDIS_URL); not starting", problem)
+            return EXIT_FAILED
     app = create_app(settings)
     grace = settings.transcribe_shutdown_grace_seconds
     config = make_config(
@@ -50,7 +57,10 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=int(grace) + 3,
         proxy_headers=True,
     )
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    server.run()
+    # uvicorn returns (it does not exit) when the app fails to start: say so in the exit code.
+    return EXIT_OK if server.started else EXIT_FAILED
 
 
 def migrate(settings: Settings) -> int:
@@ -137,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(migrate(settings))
     if args.command == "keys":
         sys.exit(run_keys(args, settings))
-    serve(settings)
+    sys.exit(serve(settings))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from aymurai.api.routes import (
 from aymurai.api.signals import drain_on_signals
 from aymurai.db.engine import make_engine, migrate_to_head
 from aymurai.db.store import TranscriptStore
+from aymurai.distributed.setup import start_distributed
 from aymurai.keys import KeyRing, read_keys
 from aymurai.logs import configure_logging
 from aymurai.metrics import GatewayMetrics
@@ -126,9 +127,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await anyio.to_thread.run_sync(spool.open)
         app.state.spool = spool
         try:
-            async with anyio.create_task_group() as jobs_group:
-                service = TranscriptionService(settings, store, jobs_group, gateway_metrics)
+            async with anyio.create_task_group() as jobs_group, AsyncExitStack() as shared:
+                distributed = None
+                if settings.distributed:
+                    distributed = await start_distributed(settings, store, jobs_group)
+                    shared.push_async_callback(distributed.aclose)
+                service = TranscriptionService(
+                    settings,
+                    store,
+                    jobs_group,
+                    gateway_metrics,
+                    **(distributed.service_parts() if distributed is not None else {}),
+                )
+                if distributed is not None:
+                    distributed.run(jobs_group, service)
                 app.state.service = service
+                app.state.distributed = distributed
                 # Uploads orphaned by a killed gateway (ours or another's sharing the folder),
                 # except those of unfinished jobs: `recover()` runs them again.
                 keep = frozenset(await service.spool_paths_in_use())
@@ -160,6 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.key_ring = key_ring
+    app.state.distributed = None  # set by the lifespan in distributed mode
     app.state.event_tokens = (
         EventTokens(
             secret.get_secret_value().encode() if secret is not None else None,

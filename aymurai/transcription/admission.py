@@ -19,14 +19,86 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import anyio
 
 from aymurai.errors import KeyLimitError, QueueFullError, ShuttingDownError
 
 
-class Ticket:
+class AdmissionTicket(Protocol):
     """A place in line; `wait()` until it becomes a session slot, `release()` always."""
+
+    key: str
+
+    @property
+    def is_granted(self) -> bool: ...
+
+    @property
+    def position(self) -> int | None:
+        """The last known place in line (1 = next), None once granted."""
+        ...
+
+    async def wait(self, on_position: Callable[[int], None]) -> None:
+        """Wait for a slot; `on_position(n)` is called now and whenever the position changes.
+
+        Raises:
+            ShuttingDownError: the queue was closed before this ticket's turn.
+        """
+        ...
+
+    async def release(self) -> None:
+        """Give the slot (or the place in line) back; idempotent, never raises, not cancellable."""
+        ...
+
+
+class Admission(Protocol):
+    """At most `max_active` sessions at once, a bounded fair queue behind them.
+
+    `reserve()` is the one check-and-take step. `active` and `queued` count this process's
+    tickets (for its metrics); with a shared implementation the limits are global.
+    """
+
+    closed: bool
+
+    @property
+    def active(self) -> int: ...
+
+    @property
+    def queued(self) -> int: ...
+
+    def held_by_key(self) -> dict[str, int]: ...
+
+    async def reserve(
+        self, key: str = "", *, limited: bool = True, ticket_id: str | None = None
+    ) -> AdmissionTicket:
+        """Take a slot at once, or a place in the queue.
+
+        Args:
+            key: the API key's name ("" when keys are off).
+            limited: False for jobs re-run after a restart, which were admitted once already.
+            ticket_id: the job's id; a shared queue keeps the place a ticket of that id holds
+                already (a job taken over from a dead replica keeps its place in line).
+
+        Raises:
+            ShuttingDownError: the queue is closed.
+            KeyLimitError: `key` holds `max_per_key` tickets already.
+            QueueFullError: the queue already holds `max_queued` requests.
+            SharedStateUnavailableError: the shared queue cannot be reached.
+        """
+        ...
+
+    def set_max_active(self, max_active: int) -> None:
+        """The upstream capacity changed (a server went down or came back)."""
+        ...
+
+    def close(self) -> None:
+        """Shutdown: refuse new reservations and every waiting ticket."""
+        ...
+
+
+class Ticket:
+    """`AdmissionTicket` of the in-memory `AdmissionQueue`."""
 
     def __init__(self, queue: AdmissionQueue, key: str = "") -> None:
         self._queue = queue
@@ -40,6 +112,12 @@ class Ticket:
     @property
     def is_granted(self) -> bool:
         return self._granted
+
+    @property
+    def position(self) -> int | None:
+        if self._granted or self._decided.is_set():
+            return None
+        return self._queue.position_of(self)
 
     def grant(self) -> None:
         self._granted = True
@@ -67,7 +145,8 @@ class Ticket:
             self._last_position = position
             self.on_position(position)
 
-    def release(self) -> None:
+    async def release(self) -> None:
+        # No await: completes even in a cancelled scope.
         if not self._released:
             self._released = True
             self._queue.release(self)
@@ -147,6 +226,8 @@ class RoundRobinOrder:
 
 
 class AdmissionQueue:
+    """`Admission` in this process's memory: reservation is synchronous under the hood."""
+
     def __init__(self, *, max_active: int, max_queued: int, max_per_key: int | None = None) -> None:
         self.max_active = max_active
         self.max_queued = max_queued
@@ -174,18 +255,14 @@ class AdmissionQueue:
     def held_by_key(self) -> dict[str, int]:
         return dict(self._held)
 
-    def reserve(self, key: str = "", *, limited: bool = True) -> Ticket:
-        """Take a slot at once, or a place in the queue (served round-robin across keys).
-
-        Args:
-            key: the API key's name ("" when keys are off).
-            limited: False for jobs re-run after a restart, which were admitted once already.
-
-        Raises:
-            ShuttingDownError: the queue is closed.
-            KeyLimitError: `key` holds `max_per_key` tickets already.
-            QueueFullError: the queue already holds `max_queued` requests.
-        """
+    async def reserve(
+        self,
+        key: str = "",
+        *,
+        limited: bool = True,
+        ticket_id: str | None = None,  # noqa: ARG002 (one process: no place to keep)
+    ) -> Ticket:
+        """See `Admission.reserve` (served round-robin across keys). No await inside."""
         if self.closed:
             raise ShuttingDownError()
         if limited and self.max_per_key is not None and self.held_by(key) >= self.max_per_key:

@@ -148,8 +148,12 @@ class TranscriptionJob:
         log: EventLog | None = None,
         live: bool = False,
         key_name: str = "",
+        remote: bool = False,
     ) -> None:
         self.id = job_id or new_job_id()
+        # Distributed mode: a job run by another replica, mirrored here from its event stream
+        # (`aymurai/distributed`) so this replica's clients can follow, join and cancel it.
+        self.remote = remote
         # The API key that created the job ("" when keys are off) and those that joined it: they
         # may read and cancel it (admission counts the job against `key_name` only).
         self.key_name = key_name

@@ -291,12 +291,18 @@ class UpstreamPool:
 
     async def _publish(self, name: str) -> None:
         statuses = await self.state.statuses()
-        up = [s for s in statuses if s.is_up]
-        capacity = sum(s.backend.max_sessions for s in (up or statuses))
         if self._observer is not None:
             for item in statuses:
                 if item.backend.name == name:
                     self._observer.on_backend_status(item)
+        self._refresh_capacity(statuses)
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def _refresh_capacity(self, statuses: list[BackendStatus]) -> None:
+        """Admission's capacity follows the servers that are up (as the shared state says)."""
+        up = [s for s in statuses if s.is_up]
+        capacity = sum(s.backend.max_sessions for s in (up or statuses))
         if capacity != self._capacity:
             logger.info(
                 "upstream capacity %d → %d (%d of %d servers up)",
@@ -308,8 +314,6 @@ class UpstreamPool:
             self._capacity = capacity
             if self._on_capacity is not None:
                 self._on_capacity(capacity)
-        self._changed.set()
-        self._changed = anyio.Event()
 
     # --- probes -----------------------------------------------------------------------------
     def _schedule_probe(self, name: str) -> None:
@@ -381,11 +385,10 @@ class UpstreamPool:
             ]
             for backend in due:
                 await self.probe(backend)
-            pending = [
-                self._next_probe_at[s.backend.name]
-                for s in await self.state.statuses()
-                if not s.is_up
-            ]
+            statuses = await self.state.statuses()
+            # With shared state another replica may have marked a server down or up.
+            self._refresh_capacity(statuses)
+            pending = [self._next_probe_at[s.backend.name] for s in statuses if not s.is_up]
             wait = min(pending, default=now + WAIT_POLL_SECONDS) - anyio.current_time()
             changed = self._changed
             with anyio.move_on_after(max(0.01, min(wait, WAIT_POLL_SECONDS))):

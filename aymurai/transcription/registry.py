@@ -13,6 +13,7 @@ import uuid
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from aymurai.transcription.channel import JobEvent
     from aymurai.transcription.jobs import TranscriptionJob
 
 
@@ -67,3 +68,35 @@ class MemoryJobRegistry:
 
     def running(self) -> list[TranscriptionJob]:
         return list(self._by_id.values())
+
+
+class SharedJobs(Protocol):
+    """What distributed mode adds to a registry shared by replicas (`aymurai/distributed`).
+
+    Every job has an owner lease renewed by the replica running it; when it lapses (the replica
+    died), one other replica takes the job over (`claim_owner`) or ends it.
+    """
+
+    async def owner_alive(self, job_id: str) -> bool: ...
+
+    async def claim_owner(self, job_id: str) -> bool:
+        """Take the owner lease of a job nobody renews; True if this replica won it."""
+        ...
+
+    async def takeover_allowed(self) -> bool:
+        """False while the replicas may still be putting back leases a Redis restart lost."""
+        ...
+
+    async def adopt(self, job: TranscriptionJob) -> None:
+        """Register a job taken over here (its owner lease is ours already)."""
+        ...
+
+    async def release_leases(self, job_id: str, document_id: uuid.UUID) -> None: ...
+
+    async def request_cancel(self, job_id: str) -> None:
+        """Ask the replica running `job_id` to cancel it."""
+        ...
+
+    async def end_remotely(self, job_id: str, event: JobEvent) -> None:
+        """Append the terminal `event` of a job no replica runs to its shared event stream."""
+        ...

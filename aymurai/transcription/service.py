@@ -41,8 +41,8 @@ from aymurai.errors import (
 )
 from aymurai.metrics import GatewayMetrics
 from aymurai.settings import Settings
-from aymurai.transcription.admission import AdmissionQueue, Ticket
-from aymurai.transcription.channel import event_id
+from aymurai.transcription.admission import Admission, AdmissionQueue, AdmissionTicket
+from aymurai.transcription.channel import EventLog, JobEvent, event_id
 from aymurai.transcription.decode import AudioInfo, probe_audio
 from aymurai.transcription.jobs import (
     CANCELLED,
@@ -56,12 +56,13 @@ from aymurai.transcription.jobs import (
     Queued,
     Suspended,
     TranscriptionJob,
+    new_job_id,
     wire_time,
 )
 from aymurai.transcription.live import LiveControl, keeping_audio, run_live_transcription
 from aymurai.transcription.pipeline import PipelineOptions, ResumeOptions, run_transcription
-from aymurai.transcription.pool import UpstreamPool
-from aymurai.transcription.registry import JobRegistry, MemoryJobRegistry
+from aymurai.transcription.pool import PoolState, UpstreamPool
+from aymurai.transcription.registry import JobRegistry, MemoryJobRegistry, SharedJobs
 from aymurai.transcription.schemas import (
     ASRDocument,
     ASRParagraph,
@@ -137,6 +138,10 @@ class TranscriptionService:
         task_group: TaskGroup,
         metrics: GatewayMetrics | None = None,
         registry: JobRegistry | None = None,
+        admission: Admission | None = None,
+        pool_state: PoolState | None = None,
+        event_logs: Callable[[str], EventLog] | None = None,
+        shared: SharedJobs | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -150,7 +155,7 @@ class TranscriptionService:
         self.metrics = metrics or GatewayMetrics()
         backends = settings.ws_backends
         per_key = settings.transcribe_api_key_max_jobs
-        self.admission = AdmissionQueue(
+        self.admission: Admission = admission or AdmissionQueue(
             max_active=sum(backend.max_sessions for backend in backends),
             max_queued=settings.transcribe_max_queued,
             max_per_key=per_key if settings.keys_enabled and per_key > 0 else None,
@@ -165,6 +170,7 @@ class TranscriptionService:
             self._options.connection,
             probe_ttl_seconds=settings.transcribe_ws_probe_ttl_seconds,
             probe_timeout_seconds=settings.transcribe_ws_probe_timeout_seconds,
+            state=pool_state,
             on_capacity=self.admission.set_max_active,
             observer=self.metrics,
         )
@@ -172,7 +178,14 @@ class TranscriptionService:
         # Brings down servers back (probes with backoff); ends with the task group.
         task_group.start_soon(self.pool.run_probes)
         self.registry: JobRegistry = registry or MemoryJobRegistry()
+        # Distributed mode: each job's events also go to Redis, and jobs of dead replicas are
+        # taken over (see `take_over_orphans`); None in one process.
+        self._event_logs = event_logs
+        self.shared = shared
         self.accepting = True
+
+    def _new_log(self, job_id: str) -> EventLog | None:
+        return self._event_logs(job_id) if self._event_logs is not None else None
 
     @property
     def jobs(self) -> list[TranscriptionJob]:
@@ -249,11 +262,10 @@ class TranscriptionService:
         """The newest jobs first (of one API key unless `key_name` is None); live ones as they
         are now."""
         rows = await self.store.list_jobs(status=status, limit=limit, key_name=key_name)
-        result: list[TranscriptionJob | StoredJob] = []
-        for row in rows:
-            live = await self.registry.get(row.id)
-            result.append(live if live is not None else row)
-        return result
+        # This process's jobs as they are now; another replica's as its row says (a list does
+        # not start following every job it shows).
+        local = {job.id: job for job in self.jobs}
+        return [local.get(row.id, row) for row in rows]
 
     # --- jobs -----------------------------------------------------------------------------
     async def accept(
@@ -328,6 +340,9 @@ class TranscriptionService:
         logger.info("joined the running transcription %s of %s", job.id, document_id)
         if key_name != job.key_name:
             job.joined_keys.add(key_name)
+        # Joined from another replica: its owner cannot count this client as a subscriber, so
+        # the job must not end when its own clients leave (the owner reads the row first).
+        runs_unwatched = runs_unwatched or job.remote
         if runs_unwatched and not job.runs_unwatched:
             job.runs_unwatched = True
             await self.store.update_job(job.id, runs_unwatched=True)
@@ -345,8 +360,11 @@ class TranscriptionService:
     ) -> TranscriptionJob:
         if not self.accepting:
             raise ShuttingDownError()
-        ticket = self._reserve(key_name)
+        job_id = new_job_id()
+        ticket = await self._reserve(key_name, ticket_id=job_id)
         job = TranscriptionJob(
+            job_id=job_id,
+            log=self._new_log(job_id),
             key_name=key_name,
             document_id=document_id,
             name=name,
@@ -356,18 +374,18 @@ class TranscriptionService:
         )
         claimed = await self.registry.claim(job)
         if claimed is not job:
-            ticket.release()
+            await ticket.release()
             return claimed
         try:
             await self.store.insert_job(_row_of(job))
         except BaseException:
             await self.registry.remove(job)
-            ticket.release()
+            await ticket.release()
             raise
         self._launch(job, ticket)
         return job
 
-    def _launch(self, job: TranscriptionJob, ticket: Ticket) -> None:
+    def _launch(self, job: TranscriptionJob, ticket: AdmissionTicket) -> None:
         job.on_unwatched = self._on_unwatched
         self._task_group.start_soon(
             partial(
@@ -431,6 +449,24 @@ class TranscriptionService:
         job = found
         if job.is_terminal:
             raise AlreadyFinishedError()
+        if job.remote and self.shared is not None:
+            # Run by another replica: it hears the request and closes WLK; we see the end in
+            # the job's stream.
+            logger.info("asking the replica running %s to cancel it", job.id)
+            await self.shared.request_cancel(job.id)
+            with anyio.move_on_after(5):
+                await job.finished.wait()
+            return
+        await self.cancel_here(job)
+
+    async def cancel_by_request(self, job_id: str) -> None:
+        """Another replica asks to cancel `job_id` (distributed mode): if it runs here, do so."""
+        job = await self.registry.get(job_id)
+        if job is not None and not job.remote and not job.is_terminal:
+            await self.cancel_here(job)
+
+    async def cancel_here(self, job: TranscriptionJob) -> None:
+        """Cancel a job of this process: WLK closed, nothing stored, subscribers told."""
         logger.info("cancelling transcription %s on request", job.id)
         job.cancelled_by_request = True
         job.publish(Failed(JobCancelledError.code, JobCancelledError.default_detail))
@@ -453,6 +489,10 @@ class TranscriptionService:
         with anyio.move_on_after(grace):
             await job.finished.wait()
         since = job.unwatched_since
+        if self.shared is not None and not job.finished.is_set():
+            row = await self.store.get_job(job.id)  # joined from another replica since?
+            if row is not None and row.runs_unwatched:
+                job.runs_unwatched = True
         if (
             job.finished.is_set()
             or job.runs_unwatched
@@ -469,15 +509,17 @@ class TranscriptionService:
         job.cancel_scope.cancel()
 
     # --- live sessions (WS /asr/live) -----------------------------------------------------
-    def _reserve(self, key_name: str) -> Ticket:
+    async def _reserve(self, key_name: str, *, ticket_id: str) -> AdmissionTicket:
         """An admission ticket for `key_name`, counting a refusal at its limit in the metrics."""
         try:
-            return self.admission.reserve(key_name)
+            return await self.admission.reserve(key_name, ticket_id=ticket_id)
         except KeyLimitError:
             self.metrics.count_key_request(key_name, KeyLimitError.code)
             raise
 
-    async def open_live(self, *, name: str, key_name: str = "") -> tuple[TranscriptionJob, Ticket]:
+    async def open_live(
+        self, *, name: str, key_name: str = ""
+    ) -> tuple[TranscriptionJob, AdmissionTicket]:
         """A live session's job (a fresh document id) and its admission ticket.
 
         The caller runs it with `run_live` and must do so (the ticket holds a place).
@@ -490,8 +532,11 @@ class TranscriptionService:
         """
         if not self.accepting:
             raise ShuttingDownError()
-        ticket = self._reserve(key_name)
+        job_id = new_job_id()
+        ticket = await self._reserve(key_name, ticket_id=job_id)
         job = TranscriptionJob(
+            job_id=job_id,
+            log=self._new_log(job_id),
             key_name=key_name,
             document_id=uuid.uuid4(),
             name=name,
@@ -504,7 +549,7 @@ class TranscriptionService:
             await self.store.insert_job(_row_of(job))
         except BaseException:
             await self.registry.remove(job)
-            ticket.release()
+            await ticket.release()
             raise
         job.on_unwatched = self._on_unwatched
         self._task_group.start_soon(
@@ -517,7 +562,9 @@ class TranscriptionService:
         self.metrics.live_sessions.inc()
         return job, ticket
 
-    async def run_live(self, job: TranscriptionJob, ticket: Ticket, control: LiveControl) -> None:
+    async def run_live(
+        self, job: TranscriptionJob, ticket: AdmissionTicket, control: LiveControl
+    ) -> None:
         """Run a live job to its end (in the caller's task: the WebSocket handler's).
 
         Nothing is awaited before `_run`, whose `finally` releases the ticket and records the end:
@@ -552,7 +599,7 @@ class TranscriptionService:
     async def _run(
         self,
         job: TranscriptionJob,
-        ticket: Ticket,
+        ticket: AdmissionTicket,
         transcribe: Callable[[Callable[[], None]], Awaitable[ASRDocument]] | None = None,
     ) -> None:
         upstream_connected = False
@@ -584,8 +631,7 @@ class TranscriptionService:
                     queued_at = time.monotonic()
                     if not ticket.is_granted:
                         logger.info(
-                            "queued for an upstream session at position %d",
-                            self.admission.position_of(ticket),
+                            "queued for an upstream session at position %s", ticket.position
                         )
                     await ticket.wait(
                         lambda position: job.publish(Queued(job.document_id, position))
@@ -623,7 +669,7 @@ class TranscriptionService:
                     logger.exception("transcription failed with an unexpected error")
                     job.publish(Failed("INTERNAL_ERROR", "The transcription failed unexpectedly."))
                 finally:
-                    ticket.release()
+                    await ticket.release()
             if job.client_gone:
                 logger.info("client gone; transcription cancelled, nothing stored")
         finally:
@@ -694,67 +740,130 @@ class TranscriptionService:
         """Re-run the jobs a previous process left unfinished; fail those whose audio is gone.
 
         Returns the ids of the jobs queued again. A database that cannot answer (not migrated,
-        unreachable) is logged, not fatal: the process still serves, the rows wait.
+        unreachable) is logged, not fatal: the process still serves, the rows wait. In
+        distributed mode the rows may be other replicas' running jobs: `take_over_orphans`
+        handles them instead, job by job, once their owner's lease has lapsed.
         """
         requeued: list[str] = []
+        if self.shared is not None:
+            return requeued
+        for row in await self._unfinished_rows():
+            if await self._rerun(row):
+                requeued.append(row.id)
+        return requeued
+
+    async def _unfinished_rows(self) -> list[StoredJob]:
         try:
             if not await self.store.is_schema_current():
                 logger.warning("not re-running unfinished transcriptions: database not migrated")
-                return requeued
-            rows = await self.store.unfinished_jobs()
+                return []
+            return await self.store.unfinished_jobs()
         except GatewayError as exc:
             logger.error("could not read unfinished transcriptions: %s", exc.detail)
-            return requeued
-        for row in rows:
-            epoch = row.epoch + 1
-            path = Path(row.spool_path) if row.spool_path else None
-            if path is None or not path.is_file():
-                logger.warning("transcription %s interrupted: its audio is gone", row.id)
-                await self.store.update_job(
-                    row.id,
-                    status=FAILED,
-                    epoch=epoch,
-                    terminal_event_id=event_id(epoch, 1),
+            return []
+
+    async def _interrupt(self, row: StoredJob, detail: str) -> None:
+        """End a job nobody runs any more: row failed, subscribers (any replica) told."""
+        epoch = row.epoch + 1
+        await self.store.update_job(
+            row.id,
+            status=FAILED,
+            epoch=epoch,
+            terminal_event_id=event_id(epoch, 1),
+            error_code=JobInterruptedError.code,
+            error_detail=detail,
+            spool_path=None,
+        )
+        if self.shared is not None:
+            await self.shared.end_remotely(
+                row.id,
+                JobEvent(
+                    id=event_id(epoch, 1),
+                    kind="error",
                     error_code=JobInterruptedError.code,
-                    error_detail=JobInterruptedError.default_detail,
-                    spool_path=None,
-                )
-                continue
-            try:
-                # Admitted once already: a restart does not hold it to its key's limit.
-                ticket = self.admission.reserve(row.key_name or "", limited=False)
-            except (QueueFullError, ShuttingDownError):
-                logger.warning("transcription %s left for a later start: queue full", row.id)
-                continue
-            job = TranscriptionJob(
-                job_id=row.id,
-                document_id=row.document_id,
-                name=row.name,
-                total_seconds=row.total_seconds,
-                runs_unwatched=True,  # its first client is gone with the old process
-                epoch=epoch,
-                audio_path=path,
-                created_at=row.created_at,
-                key_name=row.key_name or "",
+                    error_detail=detail,
+                ),
             )
+            await self.shared.release_leases(row.id, row.document_id)
+
+    async def _rerun(self, row: StoredJob) -> bool:
+        """Run an unfinished job's row again here (new epoch), or end it if its audio is gone."""
+        epoch = row.epoch + 1
+        path = Path(row.spool_path) if row.spool_path else None
+        if path is None or not path.is_file():
+            logger.warning("transcription %s interrupted: its audio is gone", row.id)
+            await self._interrupt(row, JobInterruptedError.default_detail)
+            return False
+        try:
+            # Admitted once already: no key limit. Its ticket keeps its place in a shared queue.
+            ticket = await self.admission.reserve(
+                row.key_name or "", limited=False, ticket_id=row.id
+            )
+        except (QueueFullError, ShuttingDownError):
+            logger.warning("transcription %s left for a later start: queue full", row.id)
+            return False
+        job = TranscriptionJob(
+            job_id=row.id,
+            log=self._new_log(row.id),
+            document_id=row.document_id,
+            name=row.name,
+            total_seconds=row.total_seconds,
+            runs_unwatched=True,  # its first client is gone with the old process
+            epoch=epoch,
+            audio_path=path,
+            created_at=row.created_at,
+            key_name=row.key_name or "",
+        )
+        if self.shared is not None:
+            await self.shared.adopt(job)
+        else:
             claimed = await self.registry.claim(job)
             if claimed is not job:
-                ticket.release()
-                await self.store.update_job(
-                    row.id,
-                    status=FAILED,
-                    epoch=epoch,
-                    terminal_event_id=event_id(epoch, 1),
-                    error_code=JobInterruptedError.code,
-                    error_detail="An identical upload is transcribed by another job.",
-                    spool_path=None,
-                )
+                await ticket.release()
+                await self._interrupt(row, "An identical upload is transcribed by another job.")
+                return False
+        await self.store.update_job(row.id, status=QUEUED, epoch=epoch, runs_unwatched=True)
+        logger.info("transcription %s of %s queued again (epoch %d)", row.id, row.name, epoch)
+        self._launch(job, ticket)
+        return True
+
+    async def take_over_orphans(self) -> list[str]:
+        """Distributed mode: run here (or end) the jobs of replicas that died.
+
+        A job is an orphan when its row is unfinished and no replica renews its owner lease.
+        Exactly one replica wins its lease; with the spooled audio readable here (a spool every
+        replica mounts) the job runs again, a queued one in its old place in line; without it,
+        the job ends INTERRUPTED. Returns the ids of the jobs taken over or ended.
+        """
+        shared = self.shared
+        if shared is None or not self.accepting:
+            return []
+        handled: list[str] = []
+        local = {job.id for job in self.jobs}
+        for row in await self._unfinished_rows():
+            if row.id in local or await shared.owner_alive(row.id):
                 continue
-            await self.store.update_job(row.id, status=QUEUED, epoch=epoch, runs_unwatched=True)
-            logger.info("transcription %s of %s queued again after a restart", row.id, row.name)
-            self._launch(job, ticket)
-            requeued.append(row.id)
-        return requeued
+            if not await shared.takeover_allowed() or not await shared.claim_owner(row.id):
+                continue
+            logger.warning("transcription %s has no living replica: taking it over", row.id)
+            path = Path(row.spool_path) if row.spool_path else None
+            if path is None or not path.is_file():
+                await self._interrupt(
+                    row, "The gateway replica running this transcription stopped."
+                )
+            else:
+                await self._rerun(row)
+            handled.append(row.id)
+        return handled
+
+    async def run_takeovers(self, interval_seconds: float) -> None:
+        """Forever: `take_over_orphans` every `interval_seconds` (run in the task group)."""
+        while True:
+            try:
+                await self.take_over_orphans()
+            except GatewayError as exc:  # Redis or the database down: the next round retries
+                logger.warning("could not check for orphaned transcriptions: %s", exc.detail)
+            await anyio.sleep(interval_seconds)
 
     # --- shutdown -------------------------------------------------------------------------
     def begin_shutdown(self, grace_seconds: float) -> None:

@@ -44,7 +44,8 @@ async def healthz() -> dict[str, str]:
     responses={503: {"description": "A dependency failed; `checks` says which"}},
 )
 async def readyz(request: Request, service: ServiceDep) -> JSONResponse:
-    """Readiness: 200 when the database, spool folder and WhisperLiveKit are usable, else 503."""
+    """Readiness: 200 when the database, spool folder, WhisperLiveKit (and Redis, in distributed
+    mode) are usable, else 503."""
     checks: dict[str, str] = {}
     try:
         await service.store.ping()
@@ -59,6 +60,9 @@ async def readyz(request: Request, service: ServiceDep) -> JSONResponse:
             "MIGRATION_REQUIRED: the database is not at the newest migration; "
             "run `aymurai-api migrate`."
         )
+    distributed = request.app.state.distributed
+    if distributed is not None:
+        checks["redis"] = await distributed.problem() or OK
     upstream = await check_upstream(service.pool)
     checks["upstream"] = upstream.problem or OK
     if not service.accepting:

@@ -39,7 +39,7 @@ from aymurai.keys import SCOPE_TRANSCRIBE
 from aymurai.logs import request_id_var
 from aymurai.metrics import GatewayMetrics
 from aymurai.settings import Settings
-from aymurai.transcription.admission import Ticket
+from aymurai.transcription.admission import AdmissionTicket
 from aymurai.transcription.jobs import QUEUED, Done, Failed, Keepalive, TranscriptionJob
 from aymurai.transcription.live import (
     ENDED_BY_CLIENT,
@@ -202,7 +202,9 @@ class LiveConnection:
         finally:
             self.audio.close()
 
-    async def run_session(self, job: TranscriptionJob, ticket: Ticket, fmt: str, name: str) -> None:
+    async def run_session(
+        self, job: TranscriptionJob, ticket: AdmissionTicket, fmt: str, name: str
+    ) -> None:
         logger.info(
             "live session %s opened: format %s, document %s, name %r",
             job.id,
@@ -243,7 +245,7 @@ class LiveConnection:
             self.audio.accepted_seconds,
         )
 
-    async def run_job(self, job: TranscriptionJob, ticket: Ticket) -> None:
+    async def run_job(self, job: TranscriptionJob, ticket: AdmissionTicket) -> None:
         await self.service.run_live(job, ticket, self.control)
 
     def _close_code(self, job: TranscriptionJob) -> int:
