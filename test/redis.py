@@ -6,13 +6,17 @@ flush the database: each one writes under its own prefix and deletes its keys af
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from aymurai.distributed.connection import SharedRedis, check_reachable
-from test.e2e import require
+from test.e2e import eventually, require
+from test.processes import free_port
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
@@ -55,3 +59,54 @@ async def shared_redis(
     finally:
         await delete_prefix(shared)
         await shared.aclose()
+
+
+@dataclass
+class RedisServer:
+    """A redis-server process of the test's own, to stop and start again (an outage)."""
+
+    port: int
+    process: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    async def start(self) -> None:
+        binary = shutil.which("redis-server")
+        require(binary is not None, "redis-server is not installed")
+        assert binary is not None
+        self.process = await asyncio.create_subprocess_exec(
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        await eventually(
+            lambda: check_reachable(self.url) is None,
+            timeout_seconds=10,
+            what="redis-server to answer",
+        )
+
+    async def stop(self) -> None:
+        """SIGKILL: Redis vanishes with everything it held (this one keeps nothing on disk)."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+
+@asynccontextmanager
+async def own_redis_server() -> AsyncIterator[RedisServer]:
+    server = RedisServer(free_port())
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()

@@ -11,7 +11,9 @@ Resume: when a session is lost mid-file (1006, 1011, 1001, TCP reset, idle timeo
 overload close) the job reconnects, preferring another server with room (`pool.py`), and sends
 the audio again from a seek point a little before the end of WLK's last line; `seam.py` joins the
 transcripts. Never on a protocol, parameter or audio error: those would fail again. At most
-`max_resumes` per job; the next failure ends the job as before, with nothing stored.
+`max_resumes` per job; the next failure ends the job as before, with nothing stored. A job
+taken over from a gateway replica that died resumes the same way, from its last committed lines
+(`ResumePoint`).
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from aymurai.transcription.upstream import (
     close_code_of,
     connect_wlk,
 )
-from aymurai.transcription.wlk_protocol import StatusSnapshot
+from aymurai.transcription.wlk_protocol import StatusSnapshot, TranscriptLine
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +90,40 @@ class PipelineOptions:
     resume: ResumeOptions = field(default_factory=ResumeOptions)
     keep_punctuation_only: bool = False
     max_audio_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a job taken over from a replica that died goes on (distributed mode).
+
+    `lines` are the transcript lines the dead replica's clients had seen as committed, in file
+    time; `heard_until` is how far into the file it had got. The job resumes as after an upstream
+    failure: from a seek point a little before the end of those lines (`seam.py`).
+    """
+
+    lines: tuple[TranscriptLine, ...]
+    heard_until: float
+
+
+def resume_point_of(document: ASRDocument) -> ResumePoint | None:
+    """The resume point of a job whose newest state was `document` (None: start over).
+
+    Its last paragraph may hold words WLK had not committed yet (its tail): they are heard again.
+    """
+    paragraphs = document.document[:-1]
+    if not paragraphs or not document.current_time:
+        return None
+    lines = tuple(
+        TranscriptLine(
+            speaker=p.speaker_no,
+            text=p.text,
+            start=p.start,
+            end=p.end,
+            language=p.language,
+        )
+        for p in paragraphs
+    )
+    return ResumePoint(lines=lines, heard_until=document.current_time)
 
 
 def is_resumable(exc: BaseException) -> bool:
@@ -213,6 +249,7 @@ async def run_transcription(
     pool: UpstreamPool,
     on_upstream_connected: Callable[[], None] | None = None,
     on_resume: Callable[[Backend], None] | None = None,
+    resume_point: ResumePoint | None = None,
 ) -> ASRDocument:
     """Transcribe one spooled upload and persist the complete result.
 
@@ -313,7 +350,24 @@ async def run_transcription(
                 group.cancel_scope.cancel()  # the decoder has finished already
         return final
 
-    job.publish(Transcribing(job.document_id, None, 0.0, total))
+    if resume_point is not None:
+        # Taken over from a replica that died: go on as after an upstream failure there.
+        seam = merger.resume(
+            StatusSnapshot(status="active_transcription", lines=resume_point.lines),
+            sent_seconds=min(total, resume_point.heard_until),
+            overlap_seconds=options.resume.overlap_seconds,
+        )
+        current_time = seam.seek_seconds
+        logger.info("taken over: resuming from %.2f s of the file", seam.seek_seconds)
+        job.publish(Upstream(job.document_id, "reconnecting", 0, seam.seek_seconds))
+        kept = merger.merge(None)
+        job.publish(
+            Transcribing(
+                job.document_id, kept, current_time, total, tuple(paragraphs_of(kept, 0.0))
+            )
+        )
+    else:
+        job.publish(Transcribing(job.document_id, None, 0.0, total))
     resumes = 0
     avoid: frozenset[str] = frozenset()
     while True:

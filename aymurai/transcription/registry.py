@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from aymurai.transcription.channel import JobEvent
     from aymurai.transcription.jobs import TranscriptionJob
+    from aymurai.transcription.schemas import ASRDocument
 
 
 class JobRegistry(Protocol):
@@ -95,6 +96,10 @@ class SharedJobs(Protocol):
 
     async def request_cancel(self, job_id: str) -> None:
         """Ask the replica running `job_id` to cancel it."""
+        ...
+
+    async def last_document(self, job_id: str) -> ASRDocument | None:
+        """The newest state the job's event stream holds (a takeover resumes from it)."""
         ...
 
     async def end_remotely(self, job_id: str, event: JobEvent) -> None:

@@ -60,7 +60,13 @@ from aymurai.transcription.jobs import (
     wire_time,
 )
 from aymurai.transcription.live import LiveControl, keeping_audio, run_live_transcription
-from aymurai.transcription.pipeline import PipelineOptions, ResumeOptions, run_transcription
+from aymurai.transcription.pipeline import (
+    PipelineOptions,
+    ResumeOptions,
+    ResumePoint,
+    resume_point_of,
+    run_transcription,
+)
 from aymurai.transcription.pool import PoolState, UpstreamPool
 from aymurai.transcription.registry import JobRegistry, MemoryJobRegistry, SharedJobs
 from aymurai.transcription.schemas import (
@@ -385,7 +391,12 @@ class TranscriptionService:
         self._launch(job, ticket)
         return job
 
-    def _launch(self, job: TranscriptionJob, ticket: AdmissionTicket) -> None:
+    def _launch(
+        self,
+        job: TranscriptionJob,
+        ticket: AdmissionTicket,
+        resume_point: ResumePoint | None = None,
+    ) -> None:
         job.on_unwatched = self._on_unwatched
         self._task_group.start_soon(
             partial(
@@ -394,7 +405,7 @@ class TranscriptionService:
                 progress_interval_seconds=self.settings.transcribe_sse_progress_interval_seconds,
             )
         )
-        self._task_group.start_soon(self._run, job, ticket)
+        self._task_group.start_soon(partial(self._run, job, ticket, resume_point=resume_point))
 
     async def record_cached(
         self, *, document_id: uuid.UUID, name: str, document: ASRDocument, key_name: str = ""
@@ -601,6 +612,8 @@ class TranscriptionService:
         job: TranscriptionJob,
         ticket: AdmissionTicket,
         transcribe: Callable[[Callable[[], None]], Awaitable[ASRDocument]] | None = None,
+        *,
+        resume_point: ResumePoint | None = None,
     ) -> None:
         upstream_connected = False
         audio_path = job.audio_path
@@ -616,6 +629,7 @@ class TranscriptionService:
                 pool=self.pool,
                 on_upstream_connected=on_upstream_connected,
                 on_resume=self.metrics.count_resume,
+                resume_point=resume_point,
             )
 
         transcribe = transcribe or transcribe_file
@@ -786,7 +800,7 @@ class TranscriptionService:
             )
             await self.shared.release_leases(row.id, row.document_id)
 
-    async def _rerun(self, row: StoredJob) -> bool:
+    async def _rerun(self, row: StoredJob, resume_point: ResumePoint | None = None) -> bool:
         """Run an unfinished job's row again here (new epoch), or end it if its audio is gone."""
         epoch = row.epoch + 1
         path = Path(row.spool_path) if row.spool_path else None
@@ -824,7 +838,7 @@ class TranscriptionService:
                 return False
         await self.store.update_job(row.id, status=QUEUED, epoch=epoch, runs_unwatched=True)
         logger.info("transcription %s of %s queued again (epoch %d)", row.id, row.name, epoch)
-        self._launch(job, ticket)
+        self._launch(job, ticket, resume_point)
         return True
 
     async def take_over_orphans(self) -> list[str]:
@@ -852,7 +866,9 @@ class TranscriptionService:
                     row, "The gateway replica running this transcription stopped."
                 )
             else:
-                await self._rerun(row)
+                # A running job goes on from its last committed lines (as its clients saw them).
+                last = await shared.last_document(row.id) if row.status == RUNNING else None
+                await self._rerun(row, resume_point_of(last) if last is not None else None)
             handled.append(row.id)
         return handled
 
