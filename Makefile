@@ -26,6 +26,9 @@ install-browser: ## Install Chromium and Firefox ESR for the browser tests (Debi
 install-node: ## Install the Node test clients (test/node: npm eventsource and openai) with npm ci
 	bash scripts/install-node.sh
 
+install-faketime: ## Install libfaketime for the clock-skew tests of replicas (Debian package, as root)
+	bash scripts/install-faketime.sh
+
 run: ## Run the gateway (migrates the database, serves on API_HOST:API_PORT)
 	$(BIN)/aymurai-api
 
@@ -75,4 +78,4 @@ clean: ## Remove caches and build leftovers (keeps .venv and data/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info test-output
 
 
-.PHONY: help install install-contract install-local install-browser install-node run run-local simulator format lint test test-unit test-integration test-install test-contract test-realasr test-browser migrate revision clean
+.PHONY: help install install-contract install-local install-browser install-node install-faketime run run-local simulator format lint test test-unit test-integration test-install test-contract test-realasr test-browser migrate revision clean

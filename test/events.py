@@ -42,6 +42,7 @@ class FollowResult:
     connections: int = 0
     retries: list[int | None] = field(default_factory=list)  # `retry` of each first frame
     firsts: list[int] = field(default_factory=list)  # index in `events` of each first frame
+    arrived_at: list[float] = field(default_factory=list)  # loop time each event was parsed
 
     @property
     def ids(self) -> list[int]:
@@ -103,6 +104,7 @@ async def follow_events(
                                 result.firsts.append(len(result.events))
                                 first = False
                             result.events.append(event)
+                            result.arrived_at.append(asyncio.get_running_loop().time())
                             last_event_id = event.id
                             if event.event == "transcription":
                                 document = apply_transcription(document, event.json())

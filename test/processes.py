@@ -2,6 +2,8 @@
 
 `run_gateway_process` starts it under `aymurai-api`, `uvicorn` or gunicorn on a free port, with
 our settings from the parent's environment removed so they cannot leak in, and its log in a file.
+Several can share one folder (replicas, see test/cluster.py): each then gets its own `name` (log
+file), and they may share a spool folder and a database.
 """
 
 from __future__ import annotations
@@ -49,10 +51,25 @@ class GatewayProcess:
         async with asyncio.timeout(timeout_seconds):
             return await self.process.wait()
 
+    @property
+    def port(self) -> int:
+        return int(self.base_url.rsplit(":", 1)[1])
+
+    @property
+    def running(self) -> bool:
+        return self.process.returncode is None
+
     async def kill(self) -> None:
         """SIGKILL: no shutdown code runs, as after a crash or an OOM kill."""
-        self.process.kill()
+        if self.process.returncode is None:
+            self.process.kill()
         await self.process.wait()
+
+    async def terminate(self, timeout_seconds: float) -> int:
+        """SIGTERM (what a process manager sends), then its exit code once it has drained."""
+        if self.process.returncode is None:
+            self.process.terminate()
+        return await self.wait_exit(timeout_seconds)
 
 
 SERVERS = ("aymurai-api", "uvicorn", "gunicorn")
@@ -90,26 +107,35 @@ async def run_gateway_process(
     log_format: str = "text",
     server: str = "aymurai-api",
     bin_dir: Path | None = None,
+    name: str = "gateway",
+    port: int | None = None,
+    database_uri: str | None = None,
+    spool_dir: Path | None = None,
     **env_overrides: str,
 ) -> AsyncIterator[GatewayProcess]:
-    """Start the gateway under `server` and wait until /healthz answers; kill it on exit."""
-    port = free_port()
+    """Start the gateway under `server` and wait until /healthz answers; kill it on exit.
+
+    Its log is `tmp_path/<name>.log` (overwritten). Defaults: a free port, the SQLite file
+    `tmp_path/gateway.db`, the spool folder `tmp_path/spool`; `env_overrides` win over every
+    variable set here.
+    """
+    port = port or free_port()
     command = server_command(server, port, bin_dir=bin_dir)
-    spool = tmp_path / "spool"
+    spool = spool_dir or tmp_path / "spool"
     spool.mkdir(exist_ok=True)
-    env = gateway_env(
-        API_HOST="127.0.0.1",
-        API_PORT=str(port),
-        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'gateway.db'}",
-        TRANSCRIBE_WS_URI=ws_uri,
-        TRANSCRIBE_SPOOL_DIR=str(spool),
-        TRANSCRIBE_SHUTDOWN_GRACE_SECONDS=str(grace_seconds),
-        TRANSCRIBE_SSE_MIN_EVENT_INTERVAL_SECONDS="0.05",
-        LOG_FORMAT=log_format,
-        LOG_LEVEL="INFO",
-        **env_overrides,
-    )
-    log_path = tmp_path / "gateway.log"
+    defaults = {
+        "API_HOST": "127.0.0.1",
+        "API_PORT": str(port),
+        "SQLALCHEMY_DATABASE_URI": database_uri or f"sqlite:///{tmp_path / 'gateway.db'}",
+        "TRANSCRIBE_WS_URI": ws_uri,
+        "TRANSCRIBE_SPOOL_DIR": str(spool),
+        "TRANSCRIBE_SHUTDOWN_GRACE_SECONDS": str(grace_seconds),
+        "TRANSCRIBE_SSE_MIN_EVENT_INTERVAL_SECONDS": "0.05",
+        "LOG_FORMAT": log_format,
+        "LOG_LEVEL": "INFO",
+    }
+    env = gateway_env(**{**defaults, **env_overrides})
+    log_path = tmp_path / f"{name}.log"
     with log_path.open("wb") as log_file:
         process = await asyncio.create_subprocess_exec(
             *command,
@@ -134,7 +160,9 @@ async def _wait_until_serving(gateway: GatewayProcess) -> None:
         async with asyncio.timeout(seconds(30)):
             while True:
                 if gateway.process.returncode is not None:
-                    raise AssertionError("aymurai-api exited:\n" + "\n".join(gateway.log_lines()))
+                    raise AssertionError(
+                        f"{gateway.log_path.stem} exited:\n" + "\n".join(gateway.log_lines())
+                    )
                 try:
                     if (await client.get("/healthz")).status_code == 200:
                         return
