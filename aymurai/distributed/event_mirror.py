@@ -21,6 +21,7 @@ cancels the mirror when nobody needs it any more.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -29,9 +30,9 @@ import anyio
 from aymurai.distributed.connection import MAX_BLOCK_MS, SharedRedis
 from aymurai.distributed.entries import decode_entry, is_full_state, stream_key
 from aymurai.errors import SharedStateUnavailableError
-from aymurai.transcription.channel import EPOCH_SPAN, NOTICE_KINDS, JobEvent
+from aymurai.transcription.channel import EPOCH_SPAN, NOTICE_KINDS, JobEvent, MemoryEventLog
 from aymurai.transcription.jobs import TranscriptionJob
-from aymurai.transcription.schemas import ASRParagraph
+from aymurai.transcription.schemas import ASRDocument, ASRParagraph
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,21 @@ Entry = tuple[bytes, dict[bytes, bytes]]
 async def mirror_job(shared: SharedRedis, job: TranscriptionJob) -> None:
     """Replay the events of `job`'s stream into `job` until its terminal one."""
     await _Mirror(shared, job).run()
+
+
+async def newest_document(shared: SharedRedis, job_id: str) -> ASRDocument | None:
+    """The newest transcription state in a job's stream, None if there is none.
+
+    For a takeover: the job goes on from what its clients last saw. Replays the entries from
+    the newest full state into a throwaway job, as a mirror starting now would.
+    """
+    probe = TranscriptionJob(
+        job_id=job_id, document_id=uuid.UUID(int=0), name="", total_seconds=0.0, remote=True
+    )
+    await _Mirror(shared, probe)._start_from_full_state()
+    kept = probe.log.kept if isinstance(probe.log, MemoryEventLog) else []
+    states = [event for event in kept if event.kind == "transcription"]
+    return states[-1].document if states else None
 
 
 class _Mirror:

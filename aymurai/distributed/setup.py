@@ -19,6 +19,7 @@ from anyio.abc import TaskGroup
 from aymurai.db.store import TranscriptStore
 from aymurai.distributed.admission import RedisAdmission
 from aymurai.distributed.connection import SharedRedis, default_replica_id, redact
+from aymurai.distributed.event_mirror import newest_document
 from aymurai.distributed.events import RedisEventLog, append_terminal_remotely, mirror_job
 from aymurai.distributed.jobs import RedisJobRegistry
 from aymurai.distributed.mirrors import RemoteJobs
@@ -26,6 +27,7 @@ from aymurai.distributed.pool_state import RedisPoolState
 from aymurai.errors import SharedStateUnavailableError
 from aymurai.settings import Settings
 from aymurai.transcription.channel import EventLog, JobEvent
+from aymurai.transcription.schemas import ASRDocument
 from aymurai.transcription.service import TranscriptionService
 
 logger = logging.getLogger(__name__)
@@ -44,8 +46,11 @@ class SharedJobsOnRedis(RedisJobRegistry):
         super().__init__(shared, remote=remote)
         self._shared_redis = shared
 
-    async def end_remotely(self, job_id: str, event: JobEvent) -> None:
-        await append_terminal_remotely(self._shared_redis, job_id, event)
+    async def end_remotely(self, job_id: str, event: JobEvent) -> JobEvent | None:
+        return await append_terminal_remotely(self._shared_redis, job_id, event)
+
+    async def last_document(self, job_id: str) -> ASRDocument | None:
+        return await newest_document(self._shared_redis, job_id)
 
 
 @dataclass

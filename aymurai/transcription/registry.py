@@ -102,6 +102,11 @@ class SharedJobs(Protocol):
         """The newest state the job's event stream holds (a takeover resumes from it)."""
         ...
 
-    async def end_remotely(self, job_id: str, event: JobEvent) -> None:
-        """Append the terminal `event` of a job no replica runs to its shared event stream."""
+    async def end_remotely(self, job_id: str, event: JobEvent) -> JobEvent | None:
+        """Append the terminal `event` of a job no replica runs to its shared event stream.
+
+        Returns the job's terminal event: `event`, or the `done`/`error` the stream already
+        ended with (its replica finished it just before dying); None when a newer run writes
+        the stream (the job is alive after all).
+        """
         ...

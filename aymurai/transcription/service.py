@@ -779,25 +779,33 @@ class TranscriptionService:
     async def _interrupt(self, row: StoredJob, detail: str) -> None:
         """End a job nobody runs any more: row failed, subscribers (any replica) told."""
         epoch = row.epoch + 1
-        await self.store.update_job(
-            row.id,
-            status=FAILED,
-            epoch=epoch,
-            terminal_event_id=event_id(epoch, 1),
+        ended: JobEvent | None = JobEvent(
+            id=event_id(epoch, 1),
+            kind="error",
             error_code=JobInterruptedError.code,
             error_detail=detail,
-            spool_path=None,
         )
         if self.shared is not None:
-            await self.shared.end_remotely(
-                row.id,
-                JobEvent(
-                    id=event_id(epoch, 1),
-                    kind="error",
-                    error_code=JobInterruptedError.code,
-                    error_detail=detail,
-                ),
+            assert ended is not None
+            # The stream first: its replica may have finished the job just before it died.
+            ended = await self.shared.end_remotely(row.id, ended)
+            if ended is None:
+                return  # a newer run writes its stream: the job is alive after all
+        assert ended is not None
+        values: dict[str, object] = {"terminal_event_id": ended.id, "spool_path": None}
+        if ended.kind == "done":
+            values.update(status=DONE, current_seconds=row.total_seconds)
+        else:
+            values.update(
+                status=FAILED,
+                epoch=epoch,
+                error_code=ended.error_code,
+                error_detail=ended.error_detail,
             )
+        await self.store.update_job(row.id, **values)
+        if row.spool_path:
+            _remove_quietly(Path(row.spool_path))
+        if self.shared is not None:
             await self.shared.release_leases(row.id, row.document_id)
 
     async def _rerun(self, row: StoredJob, resume_point: ResumePoint | None = None) -> bool:
@@ -879,6 +887,8 @@ class TranscriptionService:
                 await self.take_over_orphans()
             except GatewayError as exc:  # Redis or the database down: the next round retries
                 logger.warning("could not check for orphaned transcriptions: %s", exc.detail)
+            except Exception:  # a bug must not take the replica (and its running jobs) down
+                logger.exception("checking for orphaned transcriptions failed")
             await anyio.sleep(interval_seconds)
 
     # --- shutdown -------------------------------------------------------------------------

@@ -30,7 +30,6 @@ from test.resume import assert_ids_increase
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.postgres,
-    pytest.mark.xfail(strict=False, reason="distributed mode not wired yet"),
 ]
 
 
