@@ -25,6 +25,8 @@ from typing import TypeVar
 import anyio
 import redis.asyncio as redis
 from redis import exceptions as redis_errors
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from aymurai.errors import SharedStateUnavailableError
 
@@ -37,6 +39,7 @@ CONNECT_TIMEOUT_SECONDS = 2.0
 MAX_BLOCK_MS = 2000
 """The longest XREAD BLOCK: well under the socket timeout (see the module docstring)."""
 WATCH_INTERVAL_SECONDS = 1.0
+RETRIES = 1
 
 UNAVAILABLE_ERRORS = (
     redis_errors.ConnectionError,
@@ -80,7 +83,9 @@ class SharedRedis:
             url,
             socket_timeout=SOCKET_TIMEOUT_SECONDS,
             socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            retry_on_timeout=False,
+            # One quick retry (a connection the server closed while idle), not redis-py's ten
+            # with backoff: a Redis that is down must not hold a job's recorder for seconds.
+            retry=Retry(ExponentialBackoff(cap=0.1, base=0.02), RETRIES),
             health_check_interval=10,
             decode_responses=False,
         )
