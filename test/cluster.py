@@ -91,7 +91,7 @@ def faketime_env(offset: str, library: Path) -> dict[str, str]:
 # --- simulators -------------------------------------------------------------------------------
 
 _SESSION_OPENED = re.compile(r"session (\d+) opened \((\d+) open\)")
-_SESSION_CLOSED = re.compile(r"session (\d+) closed")
+_SESSION_CLOSED = re.compile(r"session (\d+) closed \(.*?([\d.]+) s of audio\)")
 _LOG_TIME_FORMAT = "%Y-%m-%d %H:%M:%S,%f"  # logging's asctime: local time, milliseconds
 
 
@@ -105,6 +105,8 @@ class SessionStats:
     """The most sessions open at once, as the simulator counted them."""
     opened_at: list[datetime] = field(default_factory=list)
     """Wall-clock (local, naive) time of each session's opening, in order."""
+    audio_seconds: dict[int, float] = field(default_factory=dict)
+    """Audio each closed session received, by session number."""
 
 
 def parse_session_log(lines: Sequence[str]) -> SessionStats:
@@ -114,8 +116,9 @@ def parse_session_log(lines: Sequence[str]) -> SessionStats:
             stats.opened += 1
             stats.max_open = max(stats.max_open, int(match.group(2)))
             stats.opened_at.append(datetime.strptime(line[:23], _LOG_TIME_FORMAT))
-        elif _SESSION_CLOSED.search(line):
+        elif match := _SESSION_CLOSED.search(line):
             stats.closed += 1
+            stats.audio_seconds[int(match.group(1))] = float(match.group(2))
     return stats
 
 

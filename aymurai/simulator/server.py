@@ -286,7 +286,12 @@ class WLKSimulator:
             close_rcvd = connection.protocol.close_rcvd
             record.close_code = close_rcvd.code if close_rcvd is not None else None
             self.open_sessions -= 1
-            logger.info("session %d closed (client close code %s)", index, record.close_code)
+            logger.info(
+                "session %d closed (client close code %s, %.2f s of audio)",
+                index,
+                record.close_code,
+                record.audio_seconds,
+            )
             await self._notify()
 
 

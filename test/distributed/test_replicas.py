@@ -8,13 +8,15 @@ What each scenario proves, from outside the gateway only (HTTP, SSE, the simulat
   text; every events stream resumed once through another replica reaches the same `done`;
 - identical uploads on two replicas at once share one WLK session (one job);
 - `kill -9` of the replica running a job: its session lease is free within the TTL, another
-  replica takes the job over from the shared spool and a subscriber elsewhere sees `done`;
+  replica takes the job over from the shared spool, from its last committed lines, and a
+  subscriber elsewhere sees `done`;
 - replicas whose wall clocks disagree by ±45 s (libfaketime) keep one FIFO order and the cap.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,9 +24,9 @@ from typing import Any
 import httpx
 import pytest
 
-from test.cluster import Cluster, run_cluster, tone_file, tone_words
+from test.cluster import Cluster, SessionStats, run_cluster, tone_file, tone_words
 from test.e2e import document_words, seconds, upload_files
-from test.events import FollowResult, follow_events
+from test.events import FollowResult, follow_events, make_speech_like_file
 from test.resume import assert_ids_increase
 
 pytestmark = [
@@ -201,14 +203,26 @@ async def test_replicas_identical_uploads_on_two_replicas_share_one_session(
     assert followed[0].terminal.id == followed[1].terminal.id
 
 
-async def test_replicas_kill_9_mid_job_another_replica_takes_it_over(
-    tmp_path: Path, postgres_database: str, redis_url: str
-) -> None:
-    """kill -9 of the replica running a job: the simulator's session closes, a surviving replica
-    opens the next one within the lease TTL (the lease was freed, the cap held) and finishes the
-    job from the shared spool; a subscriber on another replica sees the right done."""
-    lease_ttl = 2.0
-    audio = tone_file(tmp_path, 440, 10.0)  # 5 s of work at speed 2: killed well before the end
+@dataclass
+class KilledOwner:
+    followed: FollowResult
+    stored: dict[str, Any]
+    stats: SessionStats
+    killed_at: datetime
+    logs: list[str]
+
+
+async def _kill_owner_mid_job(
+    tmp_path: Path,
+    audio: Path,
+    *,
+    postgres_database: str,
+    redis_url: str,
+    lease_ttl: float,
+    kill_after_seconds: float,
+) -> KilledOwner:
+    """Upload on replica 0, follow on replica 1, SIGKILL replica 0 once the job has passed
+    `kill_after_seconds` of audio; wait for the subscriber to see the end."""
     async with run_cluster(
         tmp_path,
         replicas=3,
@@ -222,33 +236,82 @@ async def test_replicas_kill_9_mid_job_another_replica_takes_it_over(
         async with cluster.replica_client(0) as client:
             job_id = (await _upload(client, audio))["id"]
             subscriber = asyncio.create_task(
-                follow_events(cluster.replica_url(1), job_id, timeout_seconds=60)
+                follow_events(cluster.replica_url(1), job_id, timeout_seconds=90)
             )
-            async with asyncio.timeout(seconds(20)):
+            async with asyncio.timeout(seconds(40)):
                 while True:
                     job = (await client.get(f"/asr/transcriptions/{job_id}")).json()
                     assert job["status"] in ("queued", "running"), job
-                    if job["status"] == "running" and job["current_time"] >= 1.0:
+                    if job["status"] == "running" and job["current_time"] >= kill_after_seconds:
                         break
                     await asyncio.sleep(0.05)
         killed_at = datetime.now()
         await cluster.kill(0)
-        async with asyncio.timeout(seconds(60)):
+        async with asyncio.timeout(seconds(90)):
             followed = await subscriber
         async with cluster.replica_client(2) as client:
             stored = (await client.get(f"/asr/transcriptions/{job_id}")).json()
         await _assert_nothing_left(cluster)
-        stats = cluster.session_stats()[0]
+        return KilledOwner(
+            followed=followed,
+            stored=stored,
+            stats=cluster.session_stats()[0],
+            killed_at=killed_at,
+            logs=[line for index in (1, 2) for line in cluster.log_lines(index)],
+        )
 
+
+async def test_replicas_kill_9_mid_job_another_replica_takes_it_over(
+    tmp_path: Path, postgres_database: str, redis_url: str
+) -> None:
+    """kill -9 of the replica running a job: the simulator's session closes, a surviving replica
+    opens the next one within the lease TTL (the lease was freed, the cap held) and finishes the
+    job from the shared spool; a subscriber on another replica sees the right done."""
+    lease_ttl = 2.0
+    audio = tone_file(tmp_path, 440, 10.0)  # 5 s of work at speed 2: killed well before the end
+    outcome = await _kill_owner_mid_job(
+        tmp_path,
+        audio,
+        postgres_database=postgres_database,
+        redis_url=redis_url,
+        lease_ttl=lease_ttl,
+        kill_after_seconds=1.0,
+    )
+    stats, followed = outcome.stats, outcome.followed
     assert stats.max_open == 1, stats
     assert stats.opened == 2, stats  # the killed replica's session, then the takeover's
-    takeover = stats.opened_at[1] - killed_at
+    takeover = stats.opened_at[1] - outcome.killed_at
     assert takeover <= timedelta(seconds=seconds(lease_ttl + 5)), takeover
     assert followed.terminal is not None and followed.terminal.event == "done", followed.events
     assert document_words(followed.terminal.json()) == tone_words(440, 10.0)
     assert followed.ids_increase(), followed.ids
-    assert stored["status"] == "done"
-    assert stored["document"] == followed.terminal.json()
+    assert outcome.stored["status"] == "done"
+    assert outcome.stored["document"] == followed.terminal.json()
+
+
+async def test_replicas_takeover_resumes_from_the_last_committed_lines(
+    tmp_path: Path, postgres_database: str, redis_url: str
+) -> None:
+    """A job taken over mid-file goes on from its last committed lines, as after an upstream
+    failure: the new session hears the file from near the end of those lines, not from 0, and
+    the stored transcript is the same as a run without the kill."""
+    audio = make_speech_like_file(tmp_path, total_seconds=30)  # 4 bursts of 6 s: 34 s
+    outcome = await _kill_owner_mid_job(
+        tmp_path,
+        audio,
+        postgres_database=postgres_database,
+        redis_url=redis_url,
+        lease_ttl=2.0,
+        kill_after_seconds=20.0,  # two bursts committed, the third being heard
+    )
+    stats, followed = outcome.stats, outcome.followed
+    assert (stats.opened, stats.max_open) == (2, 1), stats
+    assert stats.audio_seconds[1] <= 34.0 - 12.0, stats  # resumed near 14.5 s − the overlap
+    assert any("taken over: resuming from" in line for line in outcome.logs)
+    assert followed.terminal is not None and followed.terminal.event == "done", followed.events
+    assert document_words(followed.terminal.json()) == tone_words(440, 24.0)
+    assert [p["text"].count("f440") for p in followed.terminal.json()["document"]] == [12] * 4
+    assert outcome.stored["document"] == followed.terminal.json()
 
 
 async def test_replicas_with_skewed_clocks_keep_one_fifo_order_and_the_cap(
