@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -23,6 +23,8 @@ import uvicorn
 from aymurai.api.main import create_app
 from aymurai.api.server import make_config
 from aymurai.settings import Settings
+
+T = TypeVar("T")
 
 # Scale every test timeout on slow machines: AYMURAI_TEST_TIME_UNIT=2 doubles them.
 TIME_UNIT = float(os.environ.get("AYMURAI_TEST_TIME_UNIT", "1"))
@@ -215,6 +217,24 @@ async def eventually(predicate: Any, *, timeout_seconds: float = 5.0, what: str 
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {what or predicate}")
         await asyncio.sleep(0.02)
+
+
+async def poll_until(
+    fetch: Callable[[], Awaitable[T]],
+    accept: Callable[[T], bool],
+    *,
+    timeout_seconds: float = 5.0,
+    interval_seconds: float = 0.05,
+    what: str = "",
+) -> T:
+    """`await fetch()` again until `accept(result)`; returns that result. Fails after the (scaled)
+    timeout. For state that can only be asked for (an HTTP resource, Redis), not awaited."""
+    deadline = asyncio.get_running_loop().time() + seconds(timeout_seconds)
+    while not accept(result := await fetch()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out waiting for {what or accept}; last: {result!r}")
+        await asyncio.sleep(interval_seconds)
+    return result
 
 
 async def raw_http_request(

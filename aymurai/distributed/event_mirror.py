@@ -14,6 +14,9 @@ and is a delta sends the mirror back to the newest full state; when that is no n
 could not write some events), deltas are skipped until the next full state, which the owner
 writes soon after a failed write. Entries of an epoch older than the job's are history: skipped.
 
+A `suspended` entry (the owner released the run at shutdown) is not the end here: the job is
+taken over in a new epoch, and the mirror goes on with it.
+
 Redis unavailable: retried with a backoff up to `RETRY_MAX_SECONDS`, never raised. The caller
 cancels the mirror when nobody needs it any more.
 """
@@ -161,6 +164,10 @@ class _Mirror:
                 self._seen = entry_id
                 continue
             self._seen = entry_id
+            if event.kind == "suspended":
+                # Its replica released the run at shutdown; another replica takes the job over
+                # in a new epoch, which this mirror goes on with (its followers wait meanwhile).
+                continue
             if event.kind not in NOTICE_KINDS:
                 self._waiting_for_full = False  # a state: the next gap may look for a newer one
             if event.kind == "transcription":

@@ -3,6 +3,8 @@
     jobs:doc:<document id>   str  the unfinished job transcribing these bytes (lease)
     jobs:owner:<job id>      str  the replica running the job (lease)
     jobs:cancel              pub/sub channel: job ids to cancel, heard by the replica running them
+    jobs:handover            pub/sub channel: a replica shutting down released a job: take it now
+    jobs:released:<job id>   str  that release (lets the job be taken over at once)
     jobs:boot                str  when this Redis' state began (ms): see `takeover_allowed`
 
 `RedisJobRegistry` is the `JobRegistry` of a replica: its own jobs in memory, plus two leases per
@@ -31,7 +33,7 @@ import anyio
 
 from aymurai.distributed.connection import SharedRedis
 from aymurai.errors import SharedStateUnavailableError
-from aymurai.transcription.jobs import TranscriptionJob
+from aymurai.transcription.jobs import Suspended, TranscriptionJob
 from aymurai.transcription.registry import MemoryJobRegistry
 
 logger = logging.getLogger(__name__)
@@ -76,6 +78,10 @@ class RedisJobRegistry:
     @property
     def cancel_channel(self) -> str:
         return self._shared.key("jobs", "cancel")
+
+    @property
+    def handover_channel(self) -> str:
+        return self._shared.key("jobs", "handover")
 
     async def claim(self, job: TranscriptionJob) -> TranscriptionJob:
         existing = await self._local.active_for(job.document_id)
@@ -127,8 +133,11 @@ class RedisJobRegistry:
             await self._shared.call(lambda: self._shared.client.exists(self.owner_key(job_id)))
         )
 
-    async def takeover_allowed(self) -> bool:
-        """False for two TTLs after Redis' state began (its replicas are putting leases back)."""
+    async def takeover_allowed(self, job_id: str) -> bool:
+        """False for two TTLs after Redis' state began (its replicas are putting leases back),
+        unless the job's replica released it on purpose (at its shutdown)."""
+        if await self._shared.call(lambda: self._shared.client.exists(self._released_key(job_id))):
+            return True
         age = await self._shared.call(
             lambda: self._boot_age(keys=[self._shared.key("jobs", "boot")], args=[])
         )
@@ -153,6 +162,22 @@ class RedisJobRegistry:
         await self._local.remove(job)
         with anyio.CancelScope(shield=True):
             await self.release_leases(job.id, job.document_id)
+            if isinstance(job.latest, Suspended):
+                # Released at shutdown: the other replicas take it over now, not at their next
+                # look for orphans (and not held back by `takeover_allowed`'s wait).
+                try:
+                    await self._shared.call(lambda: self._hand_over(job.id))
+                except SharedStateUnavailableError:
+                    pass  # they find it at their next look
+
+    async def _hand_over(self, job_id: str) -> None:
+        async with self._shared.client.pipeline(transaction=True) as pipe:
+            pipe.set(self._released_key(job_id), 1, px=self._shared.lease_ttl_ms)
+            pipe.publish(self.handover_channel, job_id)
+            await pipe.execute()
+
+    def _released_key(self, job_id: str) -> str:
+        return self._shared.key("jobs", "released", job_id)
 
     async def release_leases(self, job_id: str, document_id: uuid.UUID) -> None:
         """Drop this replica's leases of a job that ended here (a failure is left to expire)."""
@@ -202,27 +227,36 @@ class RedisJobRegistry:
         """Ask the replica running `job_id` to cancel it."""
         await self._shared.call(lambda: self._shared.client.publish(self.cancel_channel, job_id))
 
-    async def listen_for_cancels(self, cancel: Callable[[str], Awaitable[None]]) -> None:
-        """Forever: cancel the jobs of this replica other replicas ask to (run in a task group).
+    async def listen(
+        self, *, cancel: Callable[[str], Awaitable[None]], handed_over: Callable[[], None]
+    ) -> None:
+        """Forever: cancel this replica's jobs other replicas ask to, and hear of jobs released
+        by a replica shutting down (run in a task group).
 
         Reconnects by itself after a Redis outage (a request made meanwhile is lost; the
         requester then sees no end within its wait and the job runs on).
         """
         while True:
             try:
-                await self._listen_once(cancel)
+                await self._listen_once(cancel, handed_over)
             except SharedStateUnavailableError:
                 await anyio.sleep(1.0)
 
-    async def _listen_once(self, cancel: Callable[[str], Awaitable[None]]) -> None:
+    async def _listen_once(
+        self, cancel: Callable[[str], Awaitable[None]], handed_over: Callable[[], None]
+    ) -> None:
         pubsub = self._shared.client.pubsub(ignore_subscribe_messages=True)
+        channels = {self.cancel_channel.encode(), self.handover_channel.encode()}
         try:
-            await self._shared.call(lambda: pubsub.subscribe(self.cancel_channel))
+            await self._shared.call(lambda: pubsub.subscribe(*channels))
             while True:
                 message = await self._shared.call(lambda: pubsub.get_message(timeout=1.0))
                 if message is None or message.get("type") != "message":
                     continue
-                data = message["data"]
+                channel, data = message["channel"], message["data"]
+                if channel == self.handover_channel.encode():
+                    handed_over()
+                    continue
                 job_id = data.decode() if isinstance(data, bytes) else str(data)
                 if await self._local.get(job_id) is not None:
                     await cancel(job_id)
@@ -231,4 +265,4 @@ class RedisJobRegistry:
                 try:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
                 except Exception:  # a broken connection: nothing left to close
-                    logger.debug("closing the cancel subscription failed", exc_info=True)
+                    logger.debug("closing the subscription failed", exc_info=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import anyio
@@ -86,7 +87,13 @@ class Distributed:
         task_group.start_soon(self.admission.run)
         task_group.start_soon(self.pool_state.run)
         task_group.start_soon(self.registry.run)
-        task_group.start_soon(self.registry.listen_for_cancels, service.cancel_by_request)
+        task_group.start_soon(
+            partial(
+                self.registry.listen,
+                cancel=service.cancel_by_request,
+                handed_over=service.look_for_orphans_now,
+            )
+        )
         # Orphans are looked for a few times per TTL: a dead replica's job moves within ~TTL.
         task_group.start_soon(service.run_takeovers, self.shared.lease_ttl_seconds / 3)
 

@@ -84,8 +84,9 @@ class SharedJobs(Protocol):
         """Take the owner lease of a job nobody renews; True if this replica won it."""
         ...
 
-    async def takeover_allowed(self) -> bool:
-        """False while the replicas may still be putting back leases a Redis restart lost."""
+    async def takeover_allowed(self, job_id: str) -> bool:
+        """False while the replicas may still be putting back leases a Redis restart lost
+        (unless the job was released on purpose)."""
         ...
 
     async def adopt(self, job: TranscriptionJob) -> None:

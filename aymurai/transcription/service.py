@@ -188,6 +188,7 @@ class TranscriptionService:
         # taken over (see `take_over_orphans`); None in one process.
         self._event_logs = event_logs
         self.shared = shared
+        self._orphans_signal = anyio.Event()
         self.accepting = True
 
     def _new_log(self, job_id: str) -> EventLog | None:
@@ -865,7 +866,7 @@ class TranscriptionService:
         for row in await self._unfinished_rows():
             if row.id in local or await shared.owner_alive(row.id):
                 continue
-            if not await shared.takeover_allowed() or not await shared.claim_owner(row.id):
+            if not await shared.takeover_allowed(row.id) or not await shared.claim_owner(row.id):
                 continue
             logger.warning("transcription %s has no living replica: taking it over", row.id)
             path = Path(row.spool_path) if row.spool_path else None
@@ -880,16 +881,23 @@ class TranscriptionService:
             handled.append(row.id)
         return handled
 
+    def look_for_orphans_now(self) -> None:
+        """Another replica released jobs at its shutdown: look for orphans without waiting."""
+        self._orphans_signal.set()
+
     async def run_takeovers(self, interval_seconds: float) -> None:
-        """Forever: `take_over_orphans` every `interval_seconds` (run in the task group)."""
+        """Forever: `take_over_orphans` every `interval_seconds`, or at once when another
+        replica released jobs (run in the task group)."""
         while True:
+            self._orphans_signal = anyio.Event()
             try:
                 await self.take_over_orphans()
             except GatewayError as exc:  # Redis or the database down: the next round retries
                 logger.warning("could not check for orphaned transcriptions: %s", exc.detail)
             except Exception:  # a bug must not take the replica (and its running jobs) down
                 logger.exception("checking for orphaned transcriptions failed")
-            await anyio.sleep(interval_seconds)
+            with anyio.move_on_after(interval_seconds):
+                await self._orphans_signal.wait()
 
     # --- shutdown -------------------------------------------------------------------------
     def begin_shutdown(self, grace_seconds: float) -> None:
