@@ -242,6 +242,8 @@ class Cluster:
     ws_uri: str
     database_uri: str
     spool_dir: Path
+    """The spool every replica mounts; with `shared_spool=False`, each has `<it>-<index>`."""
+    shared_spool: bool
     grace_seconds: float
     simulators: list[SimulatorProcess]
     replicas: list[Replica]
@@ -290,6 +292,13 @@ class Cluster:
         await self._start(replica)
         return replica.process
 
+    def spool_of(self, index: int) -> Path:
+        if self.shared_spool:
+            return self.spool_dir
+        own = self.spool_dir.with_name(f"{self.spool_dir.name}-{index}")
+        own.mkdir(exist_ok=True)
+        return own
+
     async def _start(self, replica: Replica) -> None:
         restarts = len(replica.incarnations)
         name = f"replica-{replica.index}" + (f".{restarts}" if restarts else "")
@@ -301,7 +310,7 @@ class Cluster:
                 name=name,
                 port=replica.port,
                 database_uri=self.database_uri,
-                spool_dir=self.spool_dir,
+                spool_dir=self.spool_of(replica.index),
                 **replica.env,
             )
         )
@@ -321,12 +330,14 @@ async def run_cluster(
     lease_ttl_seconds: float | None = None,
     faketime: Mapping[int, str] | None = None,
     grace_seconds: float = 2.0,
+    shared_spool: bool = True,
     **env: str,
 ) -> AsyncIterator[Cluster]:
     """Simulators, replicas and a balancer as described in the module docstring.
 
     `max_sessions` is each simulator's cap in `TRANSCRIBE_WS_URI`; `speed` the simulators'
-    processing speed (× real time); `faketime` maps a replica index to its clock offset;
+    processing speed (× real time); `shared_spool` False gives each replica its own spool
+    folder (storage the others cannot read); `faketime` maps a replica index to its clock offset;
     `env` is added to every replica's environment. Replicas start at once (as a deploy does)
     and the block runs once every /healthz answers; on exit the replicas are killed, the
     simulators stopped and the Redis prefix deleted.
@@ -372,6 +383,7 @@ async def run_cluster(
             ws_uri=ws_uri,
             database_uri=database_uri or f"sqlite:///{tmp_path / 'gateway.db'}",
             spool_dir=spool_dir,
+            shared_spool=shared_spool,
             grace_seconds=grace_seconds,
             simulators=sims,
             replicas=members,

@@ -16,6 +16,7 @@ What each scenario proves, from outside the gateway only (HTTP, SSE, the simulat
 from __future__ import annotations
 
 import asyncio
+import shutil
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -220,6 +221,7 @@ async def _kill_owner_mid_job(
     redis_url: str,
     lease_ttl: float,
     kill_after_seconds: float,
+    shared_spool: bool = True,
 ) -> KilledOwner:
     """Upload on replica 0, follow on replica 1, SIGKILL replica 0 once the job has passed
     `kill_after_seconds` of audio; wait for the subscriber to see the end."""
@@ -232,6 +234,7 @@ async def _kill_owner_mid_job(
         database_uri=postgres_database,
         redis_url=redis_url,
         lease_ttl_seconds=lease_ttl,
+        shared_spool=shared_spool,
     ) as cluster:
         async with cluster.replica_client(0) as client:
             job_id = (await _upload(client, audio))["id"]
@@ -247,6 +250,9 @@ async def _kill_owner_mid_job(
                     await asyncio.sleep(0.05)
         killed_at = datetime.now()
         await cluster.kill(0)
+        if not shared_spool:
+            # Its own disk is gone with it (the replicas here share one machine's filesystem).
+            shutil.rmtree(cluster.spool_of(0))
         async with asyncio.timeout(seconds(90)):
             followed = await subscriber
         async with cluster.replica_client(2) as client:
@@ -312,6 +318,31 @@ async def test_replicas_takeover_resumes_from_the_last_committed_lines(
     assert document_words(followed.terminal.json()) == tone_words(440, 24.0)
     assert [p["text"].count("f440") for p in followed.terminal.json()["document"]] == [12] * 4
     assert outcome.stored["document"] == followed.terminal.json()
+
+
+async def test_replicas_kill_9_without_a_shared_spool_ends_the_job_interrupted(
+    tmp_path: Path, postgres_database: str, redis_url: str
+) -> None:
+    """When no other replica can read the dead one's spool, its job ends INTERRUPTED within
+    the lease TTL (never left running), and a subscriber on another replica is told."""
+    lease_ttl = 2.0
+    outcome = await _kill_owner_mid_job(
+        tmp_path,
+        tone_file(tmp_path, 550, 10.0),
+        postgres_database=postgres_database,
+        redis_url=redis_url,
+        lease_ttl=lease_ttl,
+        kill_after_seconds=1.0,
+        shared_spool=False,
+    )
+    followed = outcome.followed
+    assert followed.terminal is not None and followed.terminal.event == "error", followed.events
+    assert followed.terminal.json()["code"] == "INTERRUPTED"
+    assert outcome.stored["status"] == "failed"
+    assert outcome.stored["error"]["code"] == "INTERRUPTED"
+    assert outcome.stats.opened == 1, outcome.stats  # nobody could go on with it
+    ended_at = followed.arrived_at[-1]
+    assert ended_at - followed.arrived_at[0] <= seconds(lease_ttl + 10)
 
 
 async def test_replicas_with_skewed_clocks_keep_one_fifo_order_and_the_cap(
