@@ -127,7 +127,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await anyio.to_thread.run_sync(spool.open)
         app.state.spool = spool
         try:
-            async with anyio.create_task_group() as jobs_group, AsyncExitStack() as shared:
+            # Redis closes after the task group: its tasks (leases, mirrors) use it to the end.
+            async with AsyncExitStack() as shared, anyio.create_task_group() as jobs_group:
                 distributed = None
                 if settings.distributed:
                     distributed = await start_distributed(settings, store, jobs_group)
