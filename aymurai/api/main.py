@@ -148,7 +148,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 # except those of unfinished jobs: `recover()` runs them again.
                 keep = frozenset(await service.spool_paths_in_use())
                 await anyio.to_thread.run_sync(partial(spool.remove_orphans, keep=keep))
-                await service.recover()  # logs and carries on when the database cannot
+                await service.recovery.recover()  # logs and carries on when the database cannot
                 logger.info(
                     "gateway ready; WLK at %s",
                     ", ".join(f"{b.name} (max {b.max_sessions})" for b in settings.ws_backends),

@@ -91,11 +91,11 @@ class Distributed:
             partial(
                 self.registry.listen,
                 cancel=service.cancel_by_request,
-                handed_over=service.look_for_orphans_now,
+                handed_over=service.recovery.look_for_orphans_now,
             )
         )
         # Orphans are looked for a few times per TTL: a dead replica's job moves within ~TTL.
-        task_group.start_soon(service.run_takeovers, self.shared.lease_ttl_seconds / 3)
+        task_group.start_soon(service.recovery.run_takeovers, self.shared.lease_ttl_seconds / 3)
 
     async def problem(self) -> str | None:
         """For `/readyz`: None when Redis answers now, else `"REDIS_UNAVAILABLE: …"`."""

@@ -5,7 +5,8 @@ limiter and the store. A route hands it a spooled upload (`accept()`): the servi
 queued or running job of the same document if there is one (identical uploads share one WLK
 session), else answers from the cache, else probes the audio and starts a job. Every job is a
 row in `transcription_job` from its start to its end, and its audio stays in the spool
-directory until it ends, so `recover()` at startup re-runs what a crash or kill interrupted.
+directory until it ends, so `recovery.recover()` at startup re-runs what a crash or kill
+interrupted (`recovery.py`; in distributed mode, it takes over the jobs of replicas that died).
 
 Shutdown drains: no new jobs, running ones get a grace period; then jobs of the resource API are
 left for the next start (row unfinished, audio kept) and the others end with `SHUTTING_DOWN`.
@@ -14,7 +15,6 @@ left for the next start (row unfinished, audio kept) and the others end with `SH
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -33,16 +33,14 @@ from aymurai.errors import (
     DocumentUnreadableError,
     GatewayError,
     JobCancelledError,
-    JobInterruptedError,
     KeyLimitError,
     NotFoundError,
-    QueueFullError,
     ShuttingDownError,
 )
 from aymurai.metrics import GatewayMetrics
 from aymurai.settings import Settings
 from aymurai.transcription.admission import Admission, AdmissionQueue, AdmissionTicket
-from aymurai.transcription.channel import EventLog, JobEvent, event_id
+from aymurai.transcription.channel import EventLog, event_id
 from aymurai.transcription.decode import AudioInfo, probe_audio
 from aymurai.transcription.jobs import (
     CANCELLED,
@@ -64,10 +62,10 @@ from aymurai.transcription.pipeline import (
     PipelineOptions,
     ResumeOptions,
     ResumePoint,
-    resume_point_of,
     run_transcription,
 )
 from aymurai.transcription.pool import PoolState, UpstreamPool
+from aymurai.transcription.recovery import JobRecovery, remove_quietly
 from aymurai.transcription.registry import JobRegistry, MemoryJobRegistry, SharedJobs
 from aymurai.transcription.schemas import (
     ASRDocument,
@@ -127,15 +125,6 @@ def document_from_stored(stored: StoredTranscription) -> ASRDocument:
         raise DocumentUnreadableError() from exc
 
 
-def _remove_quietly(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        logger.warning("could not remove spooled upload %s", path, exc_info=True)
-
-
 class TranscriptionService:
     def __init__(
         self,
@@ -185,13 +174,13 @@ class TranscriptionService:
         task_group.start_soon(self.pool.run_probes)
         self.registry: JobRegistry = registry or MemoryJobRegistry()
         # Distributed mode: each job's events also go to Redis, and jobs of dead replicas are
-        # taken over (see `take_over_orphans`); None in one process.
+        # taken over (`recovery.py`); None in one process.
         self._event_logs = event_logs
         self.shared = shared
-        self._orphans_signal = anyio.Event()
+        self.recovery = JobRecovery(self)
         self.accepting = True
 
-    def _new_log(self, job_id: str) -> EventLog | None:
+    def new_log(self, job_id: str) -> EventLog | None:
         return self._event_logs(job_id) if self._event_logs is not None else None
 
     @property
@@ -336,7 +325,7 @@ class TranscriptionService:
             return job
         finally:
             if not owned:
-                _remove_quietly(audio_path)
+                remove_quietly(audio_path)
 
     async def _join(
         self, document_id: uuid.UUID, *, runs_unwatched: bool, key_name: str
@@ -371,7 +360,7 @@ class TranscriptionService:
         ticket = await self._reserve(key_name, ticket_id=job_id)
         job = TranscriptionJob(
             job_id=job_id,
-            log=self._new_log(job_id),
+            log=self.new_log(job_id),
             key_name=key_name,
             document_id=document_id,
             name=name,
@@ -389,10 +378,10 @@ class TranscriptionService:
             await self.registry.remove(job)
             await ticket.release()
             raise
-        self._launch(job, ticket)
+        self.launch(job, ticket)
         return job
 
-    def _launch(
+    def launch(
         self,
         job: TranscriptionJob,
         ticket: AdmissionTicket,
@@ -456,7 +445,7 @@ class TranscriptionService:
                 spool_path=None,
             )
             if found.spool_path:
-                _remove_quietly(Path(found.spool_path))
+                remove_quietly(Path(found.spool_path))
             return
         job = found
         if job.is_terminal:
@@ -548,7 +537,7 @@ class TranscriptionService:
         ticket = await self._reserve(key_name, ticket_id=job_id)
         job = TranscriptionJob(
             job_id=job_id,
-            log=self._new_log(job_id),
+            log=self.new_log(job_id),
             key_name=key_name,
             document_id=uuid.uuid4(),
             name=name,
@@ -731,7 +720,7 @@ class TranscriptionService:
         # Only now: a reader seeing a finished status finds the row up to date.
         job.status = status
         if status != QUEUED and job.audio_path is not None:
-            _remove_quietly(job.audio_path)
+            remove_quietly(job.audio_path)
         await self.registry.remove(job)
         job.finished.set()
 
@@ -750,154 +739,6 @@ class TranscriptionService:
             rows = []
         paths.update(Path(row.spool_path) for row in rows if row.spool_path)
         return paths
-
-    async def recover(self) -> list[str]:
-        """Re-run the jobs a previous process left unfinished; fail those whose audio is gone.
-
-        Returns the ids of the jobs queued again. A database that cannot answer (not migrated,
-        unreachable) is logged, not fatal: the process still serves, the rows wait. In
-        distributed mode the rows may be other replicas' running jobs: `take_over_orphans`
-        handles them instead, job by job, once their owner's lease has lapsed.
-        """
-        requeued: list[str] = []
-        if self.shared is not None:
-            return requeued
-        for row in await self._unfinished_rows():
-            if await self._rerun(row):
-                requeued.append(row.id)
-        return requeued
-
-    async def _unfinished_rows(self) -> list[StoredJob]:
-        try:
-            if not await self.store.is_schema_current():
-                logger.warning("not re-running unfinished transcriptions: database not migrated")
-                return []
-            return await self.store.unfinished_jobs()
-        except GatewayError as exc:
-            logger.error("could not read unfinished transcriptions: %s", exc.detail)
-            return []
-
-    async def _interrupt(self, row: StoredJob, detail: str) -> None:
-        """End a job nobody runs any more: row failed, subscribers (any replica) told."""
-        epoch = row.epoch + 1
-        ended: JobEvent | None = JobEvent(
-            id=event_id(epoch, 1),
-            kind="error",
-            error_code=JobInterruptedError.code,
-            error_detail=detail,
-        )
-        if self.shared is not None:
-            assert ended is not None
-            # The stream first: its replica may have finished the job just before it died.
-            ended = await self.shared.end_remotely(row.id, ended)
-            if ended is None:
-                return  # a newer run writes its stream: the job is alive after all
-        assert ended is not None
-        values: dict[str, object] = {"terminal_event_id": ended.id, "spool_path": None}
-        if ended.kind == "done":
-            values.update(status=DONE, current_seconds=row.total_seconds)
-        else:
-            values.update(
-                status=FAILED,
-                epoch=epoch,
-                error_code=ended.error_code,
-                error_detail=ended.error_detail,
-            )
-        await self.store.update_job(row.id, **values)
-        if row.spool_path:
-            _remove_quietly(Path(row.spool_path))
-        if self.shared is not None:
-            await self.shared.release_leases(row.id, row.document_id)
-
-    async def _rerun(self, row: StoredJob, resume_point: ResumePoint | None = None) -> bool:
-        """Run an unfinished job's row again here (new epoch), or end it if its audio is gone."""
-        epoch = row.epoch + 1
-        path = Path(row.spool_path) if row.spool_path else None
-        if path is None or not path.is_file():
-            logger.warning("transcription %s interrupted: its audio is gone", row.id)
-            await self._interrupt(row, JobInterruptedError.default_detail)
-            return False
-        try:
-            # Admitted once already: no key limit. Its ticket keeps its place in a shared queue.
-            ticket = await self.admission.reserve(
-                row.key_name or "", limited=False, ticket_id=row.id
-            )
-        except (QueueFullError, ShuttingDownError):
-            logger.warning("transcription %s left for a later start: queue full", row.id)
-            return False
-        job = TranscriptionJob(
-            job_id=row.id,
-            log=self._new_log(row.id),
-            document_id=row.document_id,
-            name=row.name,
-            total_seconds=row.total_seconds,
-            runs_unwatched=True,  # its first client is gone with the old process
-            epoch=epoch,
-            audio_path=path,
-            created_at=row.created_at,
-            key_name=row.key_name or "",
-        )
-        if self.shared is not None:
-            await self.shared.adopt(job)
-        else:
-            claimed = await self.registry.claim(job)
-            if claimed is not job:
-                await ticket.release()
-                await self._interrupt(row, "An identical upload is transcribed by another job.")
-                return False
-        await self.store.update_job(row.id, status=QUEUED, epoch=epoch, runs_unwatched=True)
-        logger.info("transcription %s of %s queued again (epoch %d)", row.id, row.name, epoch)
-        self._launch(job, ticket, resume_point)
-        return True
-
-    async def take_over_orphans(self) -> list[str]:
-        """Distributed mode: run here (or end) the jobs of replicas that died.
-
-        A job is an orphan when its row is unfinished and no replica renews its owner lease.
-        Exactly one replica wins its lease; with the spooled audio readable here (a spool every
-        replica mounts) the job runs again, a queued one in its old place in line; without it,
-        the job ends INTERRUPTED. Returns the ids of the jobs taken over or ended.
-        """
-        shared = self.shared
-        if shared is None or not self.accepting:
-            return []
-        handled: list[str] = []
-        local = {job.id for job in self.jobs}
-        for row in await self._unfinished_rows():
-            if row.id in local or await shared.owner_alive(row.id):
-                continue
-            if not await shared.takeover_allowed(row.id) or not await shared.claim_owner(row.id):
-                continue
-            logger.warning("transcription %s has no living replica: taking it over", row.id)
-            path = Path(row.spool_path) if row.spool_path else None
-            if path is None or not path.is_file():
-                await self._interrupt(
-                    row, "The gateway replica running this transcription stopped."
-                )
-            else:
-                # A running job goes on from its last committed lines (as its clients saw them).
-                last = await shared.last_document(row.id) if row.status == RUNNING else None
-                await self._rerun(row, resume_point_of(last) if last is not None else None)
-            handled.append(row.id)
-        return handled
-
-    def look_for_orphans_now(self) -> None:
-        """Another replica released jobs at its shutdown: look for orphans without waiting."""
-        self._orphans_signal.set()
-
-    async def run_takeovers(self, interval_seconds: float) -> None:
-        """Forever: `take_over_orphans` every `interval_seconds`, or at once when another
-        replica released jobs (run in the task group)."""
-        while True:
-            self._orphans_signal = anyio.Event()
-            try:
-                await self.take_over_orphans()
-            except GatewayError as exc:  # Redis or the database down: the next round retries
-                logger.warning("could not check for orphaned transcriptions: %s", exc.detail)
-            except Exception:  # a bug must not take the replica (and its running jobs) down
-                logger.exception("checking for orphaned transcriptions failed")
-            with anyio.move_on_after(interval_seconds):
-                await self._orphans_signal.wait()
 
     # --- shutdown -------------------------------------------------------------------------
     def begin_shutdown(self, grace_seconds: float) -> None:
