@@ -24,6 +24,7 @@ from aymurai.transcription.channel import JobEvent
 from aymurai.transcription.jobs import (
     DONE,
     FINISHED_STATUSES,
+    QUEUED,
     RUNNING,
     Queued,
     Suspended,
@@ -157,4 +158,4 @@ class RemoteJobs:
             if isinstance(update, Transcribing) and job.status != RUNNING:
                 job.status = RUNNING
             elif isinstance(update, Queued):
-                job.status = "queued"
+                job.status = QUEUED

@@ -139,6 +139,12 @@ async def start_distributed(
     backends = settings.ws_backends
     per_key = settings.transcribe_api_key_max_jobs
     remote_jobs = RemoteJobs(shared, store, task_group, mirror=mirror_job)
+    if settings.keys_enabled and settings.transcribe_events_token_secret is None:
+        logger.warning(
+            "TRANSCRIBE_EVENTS_TOKEN_SECRET is unset: each replica signs events_url tokens with "
+            "its own random secret, so a browser's EventSource reconnecting to another replica "
+            "is refused; set the same secret on every replica"
+        )
     logger.info(
         "distributed mode: replica %s, Redis at %s (prefix %s), lease TTL %.0f s",
         shared.replica_id,
