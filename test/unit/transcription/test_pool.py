@@ -130,11 +130,11 @@ async def test_pool_lease_takes_a_down_server_only_when_none_is_up() -> None:
     assert await pool.lease() == B
 
 
-def test_admission_grows_and_admits_waiting_when_capacity_returns() -> None:
+async def test_admission_grows_and_admits_waiting_when_capacity_returns() -> None:
     """set_max_active: waiting tickets are admitted when a server comes back."""
     queue = AdmissionQueue(max_active=1, max_queued=5)
-    queue.reserve()
-    waiting = queue.reserve()
+    await queue.reserve()
+    waiting = await queue.reserve()
     assert not waiting.is_granted
     queue.set_max_active(2)
     assert waiting.is_granted and queue.active == 2
