@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
+from aymurai.transcription.pipeline import resume_point_of
+from aymurai.transcription.schemas import ASRDocument, ASRParagraph, speaker_id_for
 from aymurai.transcription.seam import (
     Seam,
     SeamMerger,
@@ -219,3 +223,53 @@ def test_merger_joins_the_line_cut_at_the_seam_with_the_new_sessions_words() -> 
         silence(1.0, 2.0),
     )
     assert len(join_at_seam((line(" a", 0.0, 1.0),), (line(" b", 1.0, 2.0, speaker=2),))) == 2
+
+
+def _paragraph(index: int, start: float, end: float, text: str) -> ASRParagraph:
+    return ASRParagraph(
+        paragraph_id=f"p{index}",
+        speaker_no=1,
+        speaker_id=speaker_id_for(1),
+        start=start,
+        end=end,
+        text=text,
+    )
+
+
+def test_a_takeover_resumes_after_the_committed_lines_not_the_tail() -> None:
+    """The newest state of a job taken over: its last paragraph (it may hold the tail, words WLK
+    had not committed) is heard again; the ones before are kept, and the seek point lies an
+    overlap before their end, as after an upstream failure."""
+    document = ASRDocument(
+        document_id=uuid.uuid4(),
+        document=[
+            _paragraph(0, 0.0, 6.0, "one two"),
+            _paragraph(1, 8.5, 14.5, "three four"),
+            _paragraph(2, 17.0, 20.0, "five"),
+        ],
+        current_time=20.0,
+        total_time=34.0,
+    )
+    point = resume_point_of(document)
+    assert point is not None
+    assert [line.text for line in point.lines] == ["one two", "three four"]
+    assert point.heard_until == 20.0
+    merger = SeamMerger()
+    seam = merger.resume(
+        StatusSnapshot(status="active_transcription", lines=point.lines),
+        sent_seconds=point.heard_until,
+        overlap_seconds=2.0,
+    )
+    assert seam.seek_seconds == 12.5
+    kept = merger.merge(None)
+    assert kept is not None and [line.text for line in kept.lines][0] == "one two"
+
+
+def test_a_takeover_with_at_most_one_paragraph_starts_over() -> None:
+    document = ASRDocument(
+        document_id=uuid.uuid4(),
+        document=[_paragraph(0, 0.0, 3.0, "one")],
+        current_time=3.0,
+        total_time=10.0,
+    )
+    assert resume_point_of(document) is None
