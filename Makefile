@@ -47,7 +47,7 @@ lint: ## Check formatting, lint and types (read-only)
 	$(BIN)/ruff check aymurai test bench alembic
 	$(BIN)/mypy
 
-test: ## Run every test tier (unit, integration, postgres, install, contract, realasr, browser)
+test: ## Run every test tier (unit, integration, postgres, redis, install, contract, realasr, browser, node)
 	$(BIN)/pytest
 
 test-unit: ## Run the unit tests only (no sockets)
@@ -58,6 +58,9 @@ test-integration: ## Run the integration tests (real HTTP, WLK simulator)
 
 test-install: ## Run the install tier (fresh venv, non-editable pip install ., migrate, serve)
 	$(BIN)/pytest test/install
+
+test-distributed: ## Run the distributed-mode tests (replicas on PostgreSQL + Redis, Redis state)
+	$(BIN)/pytest -m redis
 
 test-contract: ## Run the contract tier against the real WhisperLiveKit server code (stub ASR)
 	$(BIN)/pytest test/contract
@@ -78,4 +81,4 @@ clean: ## Remove caches and build leftovers (keeps .venv and data/)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build *.egg-info test-output
 
 
-.PHONY: help install install-contract install-local install-browser install-node install-faketime run run-local simulator format lint test test-unit test-integration test-install test-contract test-realasr test-browser migrate revision clean
+.PHONY: help install install-contract install-local install-browser install-node install-faketime run run-local simulator format lint test test-unit test-integration test-distributed test-install test-contract test-realasr test-browser migrate revision clean

@@ -33,6 +33,7 @@ from test.resume import assert_ids_increase
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.postgres,
+    pytest.mark.redis,
 ]
 
 

@@ -24,7 +24,7 @@ from test.processes import free_port, gateway_env
 from test.redis import own_redis_server, require_redis
 from test.replicas import in_process_replicas
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.redis]
 
 
 async def _create(client: httpx.AsyncClient, audio: Path) -> dict[str, Any]:

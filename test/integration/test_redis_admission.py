@@ -20,6 +20,8 @@ from test.e2e import eventually, seconds
 from test.processes import free_port
 from test.redis import fresh_prefix, shared_redis
 
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
+
 
 @asynccontextmanager
 async def replicas(

@@ -49,7 +49,7 @@ from test.e2e import seconds
 from test.proxy import CuttingProxy, cutting_proxy
 from test.redis import require_redis, shared_redis
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.redis]
 
 DOC_ID = uuid.uuid4()
 HISTORY = 2000  # both sides keep every event, so that they can be compared one by one
