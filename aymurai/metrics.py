@@ -217,6 +217,15 @@ class GatewayMetrics:
             registry=registry,
         )
 
+    def watch_shared_state(self, available: Callable[[], bool]) -> None:
+        """Distributed mode: whether this replica reaches its Redis, read at every scrape."""
+        gauge = Gauge(
+            "aymurai_redis_up",
+            "1 while this replica reaches the Redis replicas share (distributed mode), else 0.",
+            registry=self.registry,
+        )
+        gauge.set_function(lambda: 1.0 if available() else 0.0)
+
     def count_unauthenticated(self) -> None:
         self.key_unauthenticated.inc()
 

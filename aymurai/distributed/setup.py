@@ -83,6 +83,7 @@ class Distributed:
 
     def run(self, task_group: TaskGroup, service: TranscriptionService) -> None:
         """Start the replica's background tasks (they end with `task_group`)."""
+        service.metrics.watch_shared_state(lambda: self.shared.available)
         task_group.start_soon(self.shared.watch)
         task_group.start_soon(self.admission.run)
         task_group.start_soon(self.pool_state.run)

@@ -129,6 +129,8 @@ async def test_redis_outage_refuses_new_work_finishes_running_jobs_and_recovers(
         unready = await poll_until(
             readiness, lambda r: r.status_code == 503, timeout_seconds=10, what="/readyz 503"
         )
+        metrics = (await client.get("/metrics")).text
+        assert "aymurai_redis_up 0.0" in metrics
         redis_check = unready.json()["checks"]["redis"]
         assert redis_check.startswith("REDIS_UNAVAILABLE: cannot reach Redis at"), redis_check
         refused = await client.post("/asr/transcriptions", files=upload_files(later_audio))
