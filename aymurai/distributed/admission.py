@@ -22,7 +22,8 @@ a dead replica stops counting in line at once at expiry but keeps its place for 
 more TTLs, so a replica taking the job over (same ticket id: the job id) keeps its place.
 A renewal that finds a ticket gone (Redis restarted empty) puts it back.
 
-A waiting ticket polls its turn (a short script) every `POLL_SECONDS`; a granted ticket's job
+A waiting ticket polls its turn (a short script) every `POLL_SECONDS` × its position (at most
+`POLL_MAX_SECONDS`), and at once when a ticket of its replica is released; a granted ticket's job
 runs even while Redis is down, and its release is retried until Redis answers.
 """
 
@@ -44,6 +45,7 @@ from aymurai.errors import (
 logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.2
+POLL_MAX_SECONDS = 2.0
 ORPHAN_TTLS = 3
 RETRY_AFTER_SECONDS = 30
 
@@ -282,7 +284,11 @@ class RedisTicket:
                 raise ShuttingDownError()
             await self._admission.poll(self)
             if not self._granted:
-                await self._admission.wait_for_change()
+                # The head of the line asks often; a ticket far behind, less (its turn is not
+                # near, and every poll costs Redis a look at the line ahead of it).
+                await self._admission.wait_for_change(
+                    min(POLL_MAX_SECONDS, POLL_SECONDS * (self._position or 1))
+                )
         self._on_position = None
 
     async def release(self) -> None:
@@ -418,9 +424,10 @@ class RedisAdmission:
             ticket._set_position(int(position))
         # "gone": Redis lost it (restarted); the next renewal puts it back in line.
 
-    async def wait_for_change(self) -> None:
+    async def wait_for_change(self, timeout_seconds: float) -> None:
+        """Until a ticket of this replica is released, or `timeout_seconds` pass."""
         changed = self._changed
-        with anyio.move_on_after(POLL_SECONDS):
+        with anyio.move_on_after(timeout_seconds):
             await changed.wait()
 
     def _wake(self) -> None:
