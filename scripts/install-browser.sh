@@ -11,29 +11,11 @@
 # (or sudo when available).
 set -euo pipefail
 
-packages=(chromium chromium-driver firefox-esr fonts-liberation fonts-dejavu-core)
+LOG_TAG=install-browser
+# shellcheck source=scripts/venv-lib.sh
+source "$(dirname "$0")/venv-lib.sh"
 
-if [ "$(id -u)" -eq 0 ]; then
-    as_root=()
-elif command -v sudo >/dev/null 2>&1; then
-    as_root=(sudo)
-else
-    echo "install-browser: run as root (or install sudo): apt-get install ${packages[*]}" >&2
-    exit 1
-fi
-
-missing=()
-for package in "${packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
-        missing+=("$package")
-    fi
-done
-
-if [ "${#missing[@]}" -gt 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    "${as_root[@]}" apt-get update -q
-    "${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+ensure_debian_packages chromium chromium-driver firefox-esr fonts-liberation fonts-dejavu-core
 
 chromium --version
 firefox-esr --version

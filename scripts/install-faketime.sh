@@ -11,29 +11,11 @@
 # (or sudo when available).
 set -euo pipefail
 
-packages=(faketime libfaketime)
+LOG_TAG=install-faketime
+# shellcheck source=scripts/venv-lib.sh
+source "$(dirname "$0")/venv-lib.sh"
 
-if [ "$(id -u)" -eq 0 ]; then
-    as_root=()
-elif command -v sudo >/dev/null 2>&1; then
-    as_root=(sudo)
-else
-    echo "install-faketime: run as root (or install sudo): apt-get install ${packages[*]}" >&2
-    exit 1
-fi
-
-missing=()
-for package in "${packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
-        missing+=("$package")
-    fi
-done
-
-if [ "${#missing[@]}" -gt 0 ]; then
-    export DEBIAN_FRONTEND=noninteractive
-    "${as_root[@]}" apt-get update -q
-    "${as_root[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+ensure_debian_packages faketime libfaketime
 
 library=$(dpkg -L libfaketime | grep -m1 '/libfaketime\.so\.1$' || true)
 if [ -z "$library" ]; then

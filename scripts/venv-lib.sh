@@ -1,7 +1,8 @@
 # Shared shell functions for the install scripts (sourced, never run): Debian packages, the
 # Python 3.11 check, the CPU torch wheel source and pinned venvs rebuilt only when their
-# requirements change. Used by install-contract.sh (stub-ASR WLK) and install-local.sh (real
-# Whisper on CPU). The caller sets LOG_TAG before sourcing.
+# requirements change. Used by install-contract.sh (stub-ASR WLK), install-local.sh (real
+# Whisper on CPU), install-browser.sh and install-faketime.sh (Debian packages only). The caller
+# sets LOG_TAG before sourcing.
 #
 # Environment:
 #   PYTHON            interpreter for the venvs (default: python3.11, else python3; must be 3.11)
@@ -28,6 +29,21 @@ apt_install() {
     # A fresh machine has no package lists; a stale one may point at removed versions.
     $sudo apt-get update -qq
     $sudo apt-get install -y -qq --no-install-recommends "$@"
+}
+
+# ensure_debian_packages PACKAGE...: install those not installed yet (idempotent, no apt-get
+# update when nothing is missing).
+ensure_debian_packages() {
+    local missing=() package
+    for package in "$@"; do
+        if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+            missing+=("$package")
+        fi
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        log "installing ${missing[*]}"
+        apt_install "${missing[@]}"
+    fi
 }
 
 # ensure_espeak: espeak-ng synthesises the speech the tests (and the local warm-up) use.

@@ -121,3 +121,16 @@ async def follow_events(
                     await asyncio.sleep(0.05)  # EventSource waits `retry`; keep tests quick
                     continue
     return result  # out of connections: `terminal` is None
+
+
+async def wait_until_running(
+    client: httpx.AsyncClient, job_id: str, *, past_seconds: float, timeout_seconds: float = 20
+) -> dict[str, Any]:
+    """Poll the job until it runs past `past_seconds` of audio; fail if it ends first."""
+    async with asyncio.timeout(seconds(timeout_seconds)):
+        while True:
+            job: dict[str, Any] = (await client.get(f"/asr/transcriptions/{job_id}")).json()
+            assert job["status"] in ("queued", "running"), job
+            if job["status"] == "running" and job["current_time"] >= past_seconds:
+                return job
+            await asyncio.sleep(0.05)

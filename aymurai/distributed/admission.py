@@ -16,8 +16,9 @@ round-robin across keys: a ticket's round is one past its key's previous ticket,
 the round being served, so a key that queued fifty files waits behind one file of the next key.
 Without keys (one key, "") rounds simply count arrivals: FIFO.
 
-Every ticket is a lease: its replica renews it every TTL/3 (`run()`); a replica that dies stops
-renewing, so its granted slots free themselves when the lease expires (TTL). A waiting ticket of
+Every ticket is a lease: its replica renews it every TTL/3 (`renew()`, from
+`setup.Distributed.keep_leases`); a replica that dies stops renewing, so its granted slots free
+themselves when the lease expires (TTL). A waiting ticket of
 a dead replica stops counting in line at once at expiry but keeps its place for `ORPHAN_TTLS`
 more TTLs, so a replica taking the job over (same ticket id: the job id) keeps its place.
 A renewal that finds a ticket gone (Redis restarted empty) puts it back.
@@ -445,7 +446,7 @@ class RedisAdmission:
             with anyio.fail_after(5):
                 await self._shared.call(lambda: self._release(keys=self._keys, args=[ticket_id]))
         except (SharedStateUnavailableError, TimeoutError):
-            self._unreleased.add(ticket_id)  # retried by `run()`; the lease expires anyway
+            self._unreleased.add(ticket_id)  # retried by `renew()`; the lease expires anyway
         else:
             self._unreleased.discard(ticket_id)
 
@@ -467,15 +468,6 @@ class RedisAdmission:
         restored = await self._shared.call(lambda: self._renew(keys=self._keys, args=args))
         if int(restored):
             logger.warning("Redis had lost %d admission tickets of this replica", int(restored))
-
-    async def run(self) -> None:
-        """Forever: renew the leases every TTL/3 (run in the app's task group)."""
-        while True:
-            await anyio.sleep(self._shared.lease_ttl_seconds / 3)
-            try:
-                await self.renew()
-            except SharedStateUnavailableError:
-                pass  # logged by SharedRedis; the next round retries
 
 
 def _text(value: object) -> str:

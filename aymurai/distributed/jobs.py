@@ -214,15 +214,6 @@ class RedisJobRegistry:
                 pipe.set(self.owner_key(job.id), self._shared.replica_id, px=ttl)
             await self._shared.call(pipe.execute)
 
-    async def run(self) -> None:
-        """Forever: renew the leases every TTL/3 (run in the app's task group)."""
-        while True:
-            await anyio.sleep(self._shared.lease_ttl_seconds / 3)
-            try:
-                await self.renew()
-            except SharedStateUnavailableError:
-                pass
-
     async def request_cancel(self, job_id: str) -> None:
         """Ask the replica running `job_id` to cancel it."""
         await self._shared.call(lambda: self._shared.client.publish(self.cancel_channel, job_id))

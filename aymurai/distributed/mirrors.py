@@ -77,20 +77,7 @@ class RemoteJobs:
         job = self._jobs.get(job_id)  # another request may have built it meanwhile
         if job is not None and not isinstance(job.latest, Suspended):
             return job
-        job = TranscriptionJob(
-            job_id=row.id,
-            document_id=row.document_id,
-            name=row.name,
-            total_seconds=row.total_seconds,
-            runs_unwatched=row.runs_unwatched,
-            epoch=row.epoch,
-            created_at=row.created_at,
-            live=row.live,
-            key_name=row.key_name or "",
-            remote=True,
-        )
-        job.status = row.status
-        job.updated_at = row.updated_at
+        job = TranscriptionJob.from_row(row, remote=True)
         self._jobs[job_id] = job
         self._task_group.start_soon(self._follow, job)
         return job

@@ -4,7 +4,7 @@
     pool:health:<server>   hash  state, consecutive failures, problem
     pool:failures:<server> zset  failure id → when (ms): the recent failures that break ties
 
-A slot is a lease with a TTL, renewed by the replica holding it every TTL/3 (`run()`): the cap of
+A slot is a lease with a TTL, renewed by the replica holding it every TTL/3 (`renew()`): the cap of
 each server holds across replicas, and the slots of a replica that dies free themselves within
 the TTL. The lease id is chosen here before the script runs, so a request cancelled while the
 script is in flight still gives back what it may have taken (a cancelled request leaks nothing).
@@ -262,15 +262,6 @@ class RedisPoolState:
                 key = self._keys[self._index(name) * 3]
                 args: list[str | int] = [self._shared.lease_ttl_ms, *held]
                 await self._shared.call(lambda k=key, a=args: self._renew(keys=[k], args=a))  # type: ignore[misc]
-
-    async def run(self) -> None:
-        """Forever: renew the leases every TTL/3 (run in the app's task group)."""
-        while True:
-            await anyio.sleep(self._shared.lease_ttl_seconds / 3)
-            try:
-                await self.renew()
-            except SharedStateUnavailableError:
-                pass
 
 
 def _text(value: object) -> str:

@@ -85,9 +85,7 @@ class Distributed:
         """Start the replica's background tasks (they end with `task_group`)."""
         service.metrics.watch_shared_state(lambda: self.shared.available)
         task_group.start_soon(self.shared.watch)
-        task_group.start_soon(self.admission.run)
-        task_group.start_soon(self.pool_state.run)
-        task_group.start_soon(self.registry.run)
+        task_group.start_soon(self.keep_leases)
         task_group.start_soon(
             partial(
                 self.registry.listen,
@@ -97,6 +95,17 @@ class Distributed:
         )
         # Orphans are looked for a few times per TTL: a dead replica's job moves within ~TTL.
         task_group.start_soon(service.recovery.run_takeovers, self.shared.lease_ttl_seconds / 3)
+
+    async def keep_leases(self) -> None:
+        """Forever: every TTL/3, renew this replica's leases (queue places and slots, WLK
+        sessions, jobs), putting back any a restarted Redis lost."""
+        while True:
+            await anyio.sleep(self.shared.lease_ttl_seconds / 3)
+            for renew in (self.admission.renew, self.pool_state.renew, self.registry.renew):
+                try:
+                    await renew()
+                except SharedStateUnavailableError:
+                    pass  # logged by SharedRedis; the next round retries
 
     async def problem(self) -> str | None:
         """For `/readyz`: None when Redis answers now, else `"REDIS_UNAVAILABLE: …"`."""

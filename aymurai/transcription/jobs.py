@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -44,6 +45,9 @@ from aymurai.transcription.deltas import compute_delta
 from aymurai.transcription.schemas import ASRDocument, ASRParagraph
 from aymurai.transcription.transcript import build_paragraphs, final_paragraph_count
 from aymurai.transcription.wlk_protocol import StatusSnapshot
+
+if TYPE_CHECKING:
+    from aymurai.db.store import StoredJob
 
 # Job statuses, as the API and the database spell them.
 QUEUED = "queued"
@@ -195,6 +199,37 @@ class TranscriptionJob:
         self._changed = anyio.Event()
         self._sequence = 0
         self._current_time = 0.0
+
+    @classmethod
+    def from_row(
+        cls,
+        row: StoredJob,
+        *,
+        epoch: int | None = None,
+        runs_unwatched: bool | None = None,
+        audio_path: Path | None = None,
+        log: EventLog | None = None,
+        remote: bool = False,
+    ) -> TranscriptionJob:
+        """The job of a `transcription_job` row: run again (a restart, a takeover) or mirrored
+        from another replica. Its status and times are the row's."""
+        job = cls(
+            job_id=row.id,
+            document_id=row.document_id,
+            name=row.name,
+            total_seconds=row.total_seconds,
+            runs_unwatched=row.runs_unwatched if runs_unwatched is None else runs_unwatched,
+            epoch=row.epoch if epoch is None else epoch,
+            audio_path=audio_path,
+            created_at=row.created_at,
+            log=log,
+            live=row.live,
+            key_name=row.key_name or "",
+            remote=remote,
+        )
+        job.status = row.status
+        job.updated_at = row.updated_at
+        return job
 
     # --- the watch of the newest update (pipeline → recorder) ----------------------------
     @property

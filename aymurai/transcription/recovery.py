@@ -124,18 +124,14 @@ class JobRecovery:
         except (QueueFullError, ShuttingDownError):
             logger.warning("transcription %s left for a later start: queue full", row.id)
             return False
-        job = TranscriptionJob(
-            job_id=row.id,
-            log=self._service.new_log(row.id),
-            document_id=row.document_id,
-            name=row.name,
-            total_seconds=row.total_seconds,
-            runs_unwatched=True,  # its first client is gone with the old process
+        job = TranscriptionJob.from_row(
+            row,
             epoch=epoch,
+            runs_unwatched=True,  # its first client is gone with the old process
             audio_path=path,
-            created_at=row.created_at,
-            key_name=row.key_name or "",
+            log=self._service.new_log(row.id),
         )
+        job.status = QUEUED
         if self._service.shared is not None:
             await self._service.shared.adopt(job)
         else:

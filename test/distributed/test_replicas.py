@@ -27,7 +27,12 @@ import pytest
 
 from test.cluster import Cluster, SessionStats, run_cluster, tone_file, tone_words
 from test.e2e import document_words, seconds, upload_files
-from test.events import FollowResult, follow_events, make_speech_like_file
+from test.events import (
+    FollowResult,
+    follow_events,
+    make_speech_like_file,
+    wait_until_running,
+)
 from test.resume import assert_ids_increase
 
 pytestmark = [
@@ -242,13 +247,9 @@ async def _kill_owner_mid_job(
             subscriber = asyncio.create_task(
                 follow_events(cluster.replica_url(1), job_id, timeout_seconds=90)
             )
-            async with asyncio.timeout(seconds(40)):
-                while True:
-                    job = (await client.get(f"/asr/transcriptions/{job_id}")).json()
-                    assert job["status"] in ("queued", "running"), job
-                    if job["status"] == "running" and job["current_time"] >= kill_after_seconds:
-                        break
-                    await asyncio.sleep(0.05)
+            await wait_until_running(
+                client, job_id, past_seconds=kill_after_seconds, timeout_seconds=40
+            )
         killed_at = datetime.now()
         await cluster.kill(0)
         if not shared_spool:

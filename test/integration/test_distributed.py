@@ -19,7 +19,7 @@ import redis.asyncio as redis
 
 from aymurai.simulator import WLKSimulator
 from test.e2e import RunningGateway, eventually, poll_until, seconds, upload_files
-from test.events import follow_events, make_speech_like_file
+from test.events import follow_events, make_speech_like_file, wait_until_running
 from test.processes import free_port, gateway_env
 from test.redis import own_redis_server, require_redis
 from test.replicas import in_process_replicas
@@ -31,16 +31,6 @@ async def _create(client: httpx.AsyncClient, audio: Path) -> dict[str, Any]:
     response = await client.post("/asr/transcriptions", files=upload_files(audio))
     assert response.status_code == 202, response.text
     return response.json()  # type: ignore[no-any-return]
-
-
-async def _until_running(client: httpx.AsyncClient, job_id: str, *, past: float = 0.5) -> None:
-    async with asyncio.timeout(seconds(20)):
-        while True:
-            job = (await client.get(f"/asr/transcriptions/{job_id}")).json()
-            assert job["status"] in ("queued", "running"), job
-            if job["status"] == "running" and job["current_time"] >= past:
-                return
-            await asyncio.sleep(0.05)
 
 
 async def _shared_keys(replica: RunningGateway) -> dict[str, int]:
@@ -77,7 +67,7 @@ async def test_delete_on_another_replica_closes_wlk_and_returns_every_lease(
     ):
         async with owner.client() as client:
             job = await _create(client, audio)
-            await _until_running(client, job["id"])
+            await wait_until_running(client, job["id"], past_seconds=0.5)
         follower = asyncio.create_task(follow_events(other.base_url, job["id"]))
         async with other.client() as client:
             started = time.monotonic()
@@ -120,7 +110,7 @@ async def test_redis_outage_refuses_new_work_finishes_running_jobs_and_recovers(
     ):
         assert (await client.get("/readyz")).json()["checks"]["redis"] == "ok"
         job = await _create(client, running_audio)
-        await _until_running(client, job["id"])
+        await wait_until_running(client, job["id"], past_seconds=0.5)
         await redis_server.stop()
 
         async def readiness() -> httpx.Response:
@@ -174,7 +164,7 @@ async def test_shutdown_hands_jobs_over_at_once(tmp_path: Path) -> None:
     ):
         async with leaving.client() as client:
             job = await _create(client, audio)
-            await _until_running(client, job["id"])
+            await wait_until_running(client, job["id"], past_seconds=0.5)
         started = time.monotonic()
         leaving.server.should_exit = True  # what SIGTERM does
         followed = await follow_events(staying.base_url, job["id"], timeout_seconds=60)
