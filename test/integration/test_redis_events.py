@@ -361,9 +361,8 @@ async def test_late_mirror_starts_from_a_full_state_of_a_trimmed_stream() -> Non
         assert mirror.current_time == job.current_time
 
 
-@pytest.mark.parametrize("ending", ["error", "suspended"])
-async def test_error_and_suspended_end_a_mirror(ending: str) -> None:
-    """Either end is mirrored (a Failed / Suspended update too) and starts the ended TTL."""
+async def test_an_error_ends_a_mirror() -> None:
+    """The end is mirrored (a Failed update too) and starts the ended TTL."""
     async with shared_redis() as redis_a, other_replica(redis_a) as redis_b:
         job = owner_job(redis_a)
         mirror = mirror_of(job)
@@ -383,17 +382,38 @@ async def test_error_and_suspended_end_a_mirror(ending: str) -> None:
                 await owner.transcribe(5)
                 assert await stream_ttl_ms(redis_a, job.id) > 3600 * 1000
                 terminal = Failed("UPSTREAM_LOST", "perdió la sesión «WLK»")
-                await owner.finish(terminal if ending == "error" else Suspended())
+                await owner.finish(terminal)
                 result = await mirror.wait_for_result()
 
-        assert ended[0].kind == ending
+        assert ended[0].kind == "error"
         assert_same_events(kept(mirror), kept(job))
-        if ending == "error":
-            assert result == terminal and updates[-1] == terminal
-        else:
-            assert result == Failed("SHUTTING_DOWN", "The gateway is shutting down.")
-            assert updates[-1] == Suspended()
+        assert result == terminal and updates[-1] == terminal
         assert 0 < await stream_ttl_ms(redis_a, job.id) <= ENDED_TTL * 1000
+
+
+async def test_a_suspended_run_does_not_end_a_mirror_it_goes_on_with_the_next_run() -> None:
+    """Released at its replica's shutdown (`suspended`), the job is taken over in a new epoch:
+    a mirror following it skips the `suspended` and goes on to the next run's `done`."""
+    async with shared_redis() as redis_a, other_replica(redis_a) as redis_b:
+        first_run = owner_job(redis_a)
+        mirror = mirror_of(first_run)
+        with anyio.fail_after(seconds(30)):
+            async with anyio.create_task_group() as group:
+                ended: list[JobEvent] = []
+                group.start_soon(run_mirror, redis_b, mirror, ended)
+                first = Owner(first_run, group)
+                await first.transcribe(5)
+                await first.finish(Suspended())
+                second_run = owner_job(redis_a, job_id=first_run.id, epoch=1)
+                second = Owner(second_run, group)
+                second.script = first.script
+                await second.transcribe(5)
+                await second.finish()
+                result = await mirror.wait_for_result()
+
+        assert isinstance(result, Done) and ended[0].kind == "done"
+        assert "suspended" not in [event.kind for event in kept(mirror)]
+        assert mirror.epoch == 1
 
 
 async def test_append_with_redis_unreachable_does_not_fail_the_job() -> None:
