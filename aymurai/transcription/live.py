@@ -183,7 +183,10 @@ async def keeping_audio(audio: LiveAudio, path: Path) -> AsyncIterator[None]:
         if kept:
             data = bytes(kept)
             kept.clear()
-            await anyio.to_thread.run_sync(writer.writeframesraw, data)
+            # Taken out of `kept`, it must reach the file: a cancellation (the session ending
+            # during a periodic flush) at the thread call's first checkpoint would lose it.
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(writer.writeframesraw, data)
 
     async def flush_every_second() -> None:
         while True:
