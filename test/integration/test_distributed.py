@@ -16,10 +16,12 @@ from typing import Any
 import httpx
 import pytest
 import redis.asyncio as redis
+from websockets.asyncio.client import connect
 
 from aymurai.simulator import WLKSimulator
 from test.e2e import RunningGateway, eventually, poll_until, seconds, upload_files
 from test.events import follow_events, make_speech_like_file, wait_until_running
+from test.live import LiveResult, collect, make_live_speech, read_pcm, send_in_real_time, ws_url
 from test.processes import free_port, gateway_env
 from test.redis import own_redis_server, require_redis
 from test.replicas import in_process_replicas
@@ -199,3 +201,34 @@ async def test_startup_without_redis_exits_non_zero_naming_redis(tmp_path: Path)
     assert process.returncode != 0
     assert len(lines) == 1, lines
     assert "Redis" in lines[0] and url in lines[0], lines
+
+
+async def test_a_live_session_is_followed_from_another_replica(tmp_path: Path) -> None:
+    """A microphone on one replica, its events stream read on another: the same `line`s, once
+    each and in order, then `done` equal to what the live client got."""
+    pcm = read_pcm(make_live_speech(tmp_path))
+    async with (
+        WLKSimulator(profile="0.2.26", speed=50.0, pause_seconds=0.5) as simulator,
+        in_process_replicas(tmp_path, 2, ws_uri=simulator.url) as (owner, other),
+    ):
+        live = LiveResult()
+        async with (
+            asyncio.timeout(seconds(60)),
+            connect(ws_url(owner.base_url), max_size=None) as socket,
+        ):
+            reader = asyncio.create_task(collect(socket, live))
+            await eventually(lambda: bool(live.of("session")), what="the session message")
+            follower = asyncio.create_task(follow_events(other.base_url, live.session["id"]))
+            await send_in_real_time(socket, pcm, speed=2.0)
+            await socket.send(b"")
+            await reader
+            followed = await follower
+    assert live.kinds[-1] == "done"
+    lines = [event.json() for event in followed.events if event.event == "line"]
+    assert lines, followed.events
+    assert [line["index"] for line in lines] == list(range(len(lines)))
+    assert [line["paragraph"] for line in lines] == [
+        message["paragraph"] for message in live.of("line")
+    ][: len(lines)]
+    assert followed.terminal is not None and followed.terminal.event == "done"
+    assert followed.terminal.json()["document"] == live.of("done")[0]["document"]["document"]
