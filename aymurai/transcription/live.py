@@ -33,7 +33,12 @@ from aymurai.errors import UpstreamError
 from aymurai.transcription.backends import Backend
 from aymurai.transcription.concurrency import open_task_group
 from aymurai.transcription.jobs import Transcribing, TranscriptionJob
-from aymurai.transcription.pipeline import PipelineOptions, is_resumable, open_upstream
+from aymurai.transcription.pipeline import (
+    PipelineOptions,
+    is_resumable,
+    open_upstream,
+    persist_document,
+)
 from aymurai.transcription.pool import UpstreamPool
 from aymurai.transcription.schemas import ASRDocument, ASRParagraph
 from aymurai.transcription.session import PCM_BYTES_PER_SECOND, SessionProgress, run_session
@@ -317,16 +322,8 @@ async def run_live_transcription(
     total = round_ms(audio.accepted_seconds)
     job.total_seconds = total
     paragraphs = paragraphs_of(final, total)
-    document = ASRDocument(
-        document_id=job.document_id, document=paragraphs, current_time=total, total_time=total
-    )
     with anyio.CancelScope(shield=True):
-        await store.save_transcription(
-            document_id=job.document_id,
-            name=job.name,
-            duration_seconds=total,
-            paragraphs=[p.model_dump(mode="json") for p in paragraphs],
-        )
+        document = await persist_document(store, job, paragraphs, total)
     logger.info(
         "live transcription done: %.1f s of audio in %.1f s, %d paragraphs",
         total,

@@ -126,6 +126,25 @@ def resume_point_of(document: ASRDocument) -> ResumePoint | None:
     return ResumePoint(lines=lines, heard_until=document.current_time)
 
 
+async def persist_document(
+    store: TranscriptStore, job: TranscriptionJob, paragraphs: list[ASRParagraph], total: float
+) -> ASRDocument:
+    """Store a job's final paragraphs (`total` seconds of audio); the document `done` carries.
+
+    Raises:
+        StorageError: the result could not be stored.
+    """
+    await store.save_transcription(
+        document_id=job.document_id,
+        name=job.name,
+        duration_seconds=total,
+        paragraphs=[p.model_dump(mode="json") for p in paragraphs],
+    )
+    return ASRDocument(
+        document_id=job.document_id, document=paragraphs, current_time=total, total_time=total
+    )
+
+
 def is_resumable(exc: BaseException) -> bool:
     """A mid-file loss of the session (see RESUMABLE_CLOSE_CODES) or WLK going silent."""
     if isinstance(exc, UpstreamTimeoutError):
@@ -408,15 +427,7 @@ async def run_transcription(
 
     final_merged = merger.merge(final, processed_seconds=max(0.0, total - merger.offset_seconds))
     paragraphs = paragraphs_of(final_merged, total)
-    document = ASRDocument(
-        document_id=job.document_id, document=paragraphs, current_time=total, total_time=total
-    )
-    await store.save_transcription(
-        document_id=job.document_id,
-        name=job.name,
-        duration_seconds=total,
-        paragraphs=[p.model_dump(mode="json") for p in paragraphs],
-    )
+    document = await persist_document(store, job, paragraphs, total)
     logger.info(
         "transcription done: %.1f s of audio in %.1f s, %d paragraphs, %d resumes",
         total,
