@@ -54,6 +54,7 @@ from aymurai.transcription.jobs import (
     Queued,
     Suspended,
     TranscriptionJob,
+    is_plausible_job_id,
     new_job_id,
     wire_time,
 )
@@ -247,7 +248,7 @@ class TranscriptionService:
         job = await self.registry.get(job_id)
         if job is not None:
             return job
-        stored = await self.store.get_job(job_id) if _plausible_id(job_id) else None
+        stored = await self.store.get_job(job_id) if is_plausible_job_id(job_id) else None
         if stored is None:
             raise NotFoundError(f"No transcription with id {job_id}.")
         return stored
@@ -354,39 +355,48 @@ class TranscriptionService:
         total_seconds: float,
         runs_unwatched: bool,
     ) -> TranscriptionJob:
+        job_id = new_job_id()
+        job, ticket = await self._admit(
+            TranscriptionJob(
+                job_id=job_id,
+                log=self.new_log(job_id),
+                key_name=key_name,
+                document_id=document_id,
+                name=name,
+                total_seconds=total_seconds,
+                runs_unwatched=runs_unwatched,
+                audio_path=audio_path,
+            )
+        )
+        if ticket is not None:
+            self.launch(job, ticket)
+        return job
+
+    async def _admit(
+        self, job: TranscriptionJob
+    ) -> tuple[TranscriptionJob, AdmissionTicket | None]:
+        """Reserve a place for a new job, register it and record its row.
+
+        Returns the job and its ticket, or the unfinished job of the same document already
+        registered (identical uploads share it) and None.
+        """
         if not self.accepting:
             raise ShuttingDownError()
-        job_id = new_job_id()
-        ticket = await self._reserve(key_name, ticket_id=job_id)
-        job = TranscriptionJob(
-            job_id=job_id,
-            log=self.new_log(job_id),
-            key_name=key_name,
-            document_id=document_id,
-            name=name,
-            total_seconds=total_seconds,
-            runs_unwatched=runs_unwatched,
-            audio_path=audio_path,
-        )
+        ticket = await self._reserve(job.key_name, ticket_id=job.id)
         claimed = await self.registry.claim(job)
         if claimed is not job:
             await ticket.release()
-            return claimed
+            return claimed, None
         try:
             await self.store.insert_job(_row_of(job))
         except BaseException:
             await self.registry.remove(job)
             await ticket.release()
             raise
-        self.launch(job, ticket)
-        return job
+        return job, ticket
 
-    def launch(
-        self,
-        job: TranscriptionJob,
-        ticket: AdmissionTicket,
-        resume_point: ResumePoint | None = None,
-    ) -> None:
+    def _start_recording(self, job: TranscriptionJob) -> None:
+        """Its events from now on: the recorder turns its updates into numbered events."""
         job.on_unwatched = self._on_unwatched
         self._task_group.start_soon(
             partial(
@@ -395,6 +405,14 @@ class TranscriptionService:
                 progress_interval_seconds=self.settings.transcribe_sse_progress_interval_seconds,
             )
         )
+
+    def launch(
+        self,
+        job: TranscriptionJob,
+        ticket: AdmissionTicket,
+        resume_point: ResumePoint | None = None,
+    ) -> None:
+        self._start_recording(job)
         self._task_group.start_soon(partial(self._run, job, ticket, resume_point=resume_point))
 
     async def record_cached(
@@ -531,35 +549,21 @@ class TranscriptionService:
             QueueFullError: too many requests are already waiting.
             StorageError: the job could not be recorded.
         """
-        if not self.accepting:
-            raise ShuttingDownError()
         job_id = new_job_id()
-        ticket = await self._reserve(key_name, ticket_id=job_id)
-        job = TranscriptionJob(
-            job_id=job_id,
-            log=self.new_log(job_id),
-            key_name=key_name,
-            document_id=uuid.uuid4(),
-            name=name,
-            total_seconds=0.0,
-            runs_unwatched=True,
-            live=True,
-        )
-        await self.registry.claim(job)  # a fresh document: nobody to join
-        try:
-            await self.store.insert_job(_row_of(job))
-        except BaseException:
-            await self.registry.remove(job)
-            await ticket.release()
-            raise
-        job.on_unwatched = self._on_unwatched
-        self._task_group.start_soon(
-            partial(
-                job.record_events,
-                min_interval_seconds=self.settings.transcribe_sse_min_event_interval_seconds,
-                progress_interval_seconds=self.settings.transcribe_sse_progress_interval_seconds,
+        job, ticket = await self._admit(
+            TranscriptionJob(
+                job_id=job_id,
+                log=self.new_log(job_id),
+                key_name=key_name,
+                document_id=uuid.uuid4(),  # a fresh document: nobody to join
+                name=name,
+                total_seconds=0.0,
+                runs_unwatched=True,
+                live=True,
             )
         )
+        assert ticket is not None
+        self._start_recording(job)
         self.metrics.live_sessions.inc()
         return job, ticket
 
@@ -786,10 +790,6 @@ class TranscriptionService:
         self.begin_shutdown(grace_seconds)
         with anyio.move_on_after(grace_seconds + 5):
             await self._wait_for_jobs()
-
-
-def _plausible_id(job_id: str) -> bool:
-    return 0 < len(job_id) <= 64 and job_id.isascii() and job_id.isalnum()
 
 
 def _row_of(job: TranscriptionJob) -> StoredJob:
