@@ -32,9 +32,13 @@ from collections.abc import Awaitable, Callable
 import anyio
 
 from aymurai.distributed.connection import SharedRedis
+from aymurai.distributed.event_mirror import newest_document
+from aymurai.distributed.events import append_terminal_remotely
 from aymurai.errors import SharedStateUnavailableError
+from aymurai.transcription.channel import JobEvent
 from aymurai.transcription.jobs import Suspended, TranscriptionJob
 from aymurai.transcription.registry import MemoryJobRegistry
+from aymurai.transcription.schemas import ASRDocument
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +63,8 @@ RemoteJobs = Callable[[str], Awaitable[TranscriptionJob | None]]
 
 
 class RedisJobRegistry:
-    """`JobRegistry` of one replica in distributed mode (see the module docstring)."""
+    """`JobRegistry` and `SharedJobs` of one replica in distributed mode (see the module
+    docstring)."""
 
     def __init__(self, shared: SharedRedis, *, remote: RemoteJobs) -> None:
         self._shared = shared
@@ -213,6 +218,12 @@ class RedisJobRegistry:
                 pipe.set(self._doc_key(job.document_id), job.id, px=ttl)
                 pipe.set(self.owner_key(job.id), self._shared.replica_id, px=ttl)
             await self._shared.call(pipe.execute)
+
+    async def end_remotely(self, job_id: str, event: JobEvent) -> JobEvent | None:
+        return await append_terminal_remotely(self._shared, job_id, event)
+
+    async def last_document(self, job_id: str) -> ASRDocument | None:
+        return await newest_document(self._shared, job_id)
 
     async def request_cancel(self, job_id: str) -> None:
         """Ask the replica running `job_id` to cancel it."""

@@ -30,6 +30,7 @@ from aymurai.transcription.jobs import (
     Suspended,
     Transcribing,
     TranscriptionJob,
+    is_plausible_job_id,
 )
 from aymurai.transcription.service import document_from_stored
 
@@ -69,7 +70,7 @@ class RemoteJobs:
             return job
         # A run released at its replica's shutdown (`suspended`) is not the job's end: another
         # replica takes it over in a new epoch, which a new mirror follows.
-        if not (0 < len(job_id) <= 64 and job_id.isascii() and job_id.isalnum()):
+        if not is_plausible_job_id(job_id):
             return None
         row = await self._store.get_job(job_id)
         if row is None or row.status in FINISHED_STATUSES:

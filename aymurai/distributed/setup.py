@@ -20,15 +20,13 @@ from anyio.abc import TaskGroup
 from aymurai.db.store import TranscriptStore
 from aymurai.distributed.admission import RedisAdmission
 from aymurai.distributed.connection import SharedRedis, default_replica_id, redact
-from aymurai.distributed.event_mirror import newest_document
-from aymurai.distributed.events import RedisEventLog, append_terminal_remotely, mirror_job
+from aymurai.distributed.events import RedisEventLog, mirror_job
 from aymurai.distributed.jobs import RedisJobRegistry
 from aymurai.distributed.mirrors import RemoteJobs
 from aymurai.distributed.pool_state import RedisPoolState
 from aymurai.errors import SharedStateUnavailableError
 from aymurai.settings import Settings
-from aymurai.transcription.channel import EventLog, JobEvent
-from aymurai.transcription.schemas import ASRDocument
+from aymurai.transcription.channel import EventLog
 from aymurai.transcription.service import TranscriptionService
 
 logger = logging.getLogger(__name__)
@@ -40,26 +38,12 @@ class RedisUnreachableError(RuntimeError):
     """At startup: Redis does not answer; the process must exit (one line names it)."""
 
 
-class SharedJobsOnRedis(RedisJobRegistry):
-    """`JobRegistry` + `SharedJobs`: the registry, plus writing a dead replica's job's end."""
-
-    def __init__(self, shared: SharedRedis, *, remote: RemoteJobs) -> None:
-        super().__init__(shared, remote=remote)
-        self._shared_redis = shared
-
-    async def end_remotely(self, job_id: str, event: JobEvent) -> JobEvent | None:
-        return await append_terminal_remotely(self._shared_redis, job_id, event)
-
-    async def last_document(self, job_id: str) -> ASRDocument | None:
-        return await newest_document(self._shared_redis, job_id)
-
-
 @dataclass
 class Distributed:
     shared: SharedRedis
     admission: RedisAdmission
     pool_state: RedisPoolState
-    registry: SharedJobsOnRedis
+    registry: RedisJobRegistry
     remote_jobs: RemoteJobs
     settings: Settings
 
@@ -171,7 +155,7 @@ async def start_distributed(
             max_per_key=per_key if settings.keys_enabled and per_key > 0 else None,
         ),
         pool_state=RedisPoolState(shared, backends),
-        registry=SharedJobsOnRedis(shared, remote=remote_jobs),
+        registry=RedisJobRegistry(shared, remote=remote_jobs),
         remote_jobs=remote_jobs,
         settings=settings,
     )

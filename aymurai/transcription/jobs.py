@@ -144,6 +144,11 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+def is_plausible_job_id(job_id: str) -> bool:
+    """Could `job_id` name a job (before asking the database)? Client input: bounded, plain."""
+    return 0 < len(job_id) <= 64 and job_id.isascii() and job_id.isalnum()
+
+
 class TranscriptionJob:
     def __init__(
         self,
