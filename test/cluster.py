@@ -43,7 +43,7 @@ from aymurai.distributed.connection import SharedRedis
 from test.audio_fixtures import make_audio_file
 from test.balancer import RoundRobinBalancer, round_robin_balancer
 from test.e2e import require, seconds
-from test.processes import GatewayProcess, free_port, run_gateway_process
+from test.processes import GatewayProcess, free_port, free_ports, run_gateway_process
 from test.redis import delete_prefix, fresh_prefix
 
 # --- libfaketime ------------------------------------------------------------------------------
@@ -369,12 +369,14 @@ async def run_cluster(
             if lease_ttl_seconds is not None:
                 shared_env["TRANSCRIBE_REDIS_LEASE_TTL_SECONDS"] = str(lease_ttl_seconds)
         members = []
+        # Distinct ports, all chosen before any replica binds: replicas start at once.
+        ports = free_ports(replicas)
         for index in range(replicas):
             replica_env = {**shared_env, "TRANSCRIBE_REPLICA_ID": f"replica-{index}"}
             if faketime and index in faketime:
                 assert library is not None
                 replica_env |= faketime_env(faketime[index], library)
-            members.append(Replica(index, f"replica-{index}", free_port(), replica_env))
+            members.append(Replica(index, f"replica-{index}", ports[index], replica_env))
         balancer = await stack.enter_async_context(
             round_robin_balancer([member.port for member in members])
         )
